@@ -1,0 +1,82 @@
+"""`python -m tasc`: one subcommand per module in `tasc.commands`.
+
+Every command module has `register(subparsers)` that adds its parser and sets `run`, a function
+`run(args) -> dict | None`. The result is printed and, with `--json PATH`, written as JSON. User
+errors (`TascError`, bad files) end with a one-line message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from tasc.errors import Cancelled, TascError
+
+COMMANDS = (
+    "finetune",
+    "evaluate",
+    "generate",
+    "distill",
+    "bench",
+    "mine",
+    "enrich",
+    "train_draft",
+    "train_hybrid",
+)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Options every command takes."""
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
+
+
+def add_model_options(parser: argparse.ArgumentParser, flag: str = "--model") -> None:
+    """Options that choose and load a model."""
+    parser.add_argument(flag, default="smollm2-135m", help="smollm2-135m (offline default), a hub id or a model directory")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write a result as pretty JSON, creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, one subparser per available command."""
+    parser = argparse.ArgumentParser(prog="python -m tasc", description="TASC Studio: faster task-specific decoding.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"tasc.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tasc.commands.{name}":
+                raise
+            continue  # command not part of this build
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except Cancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (TascError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if result is not None and getattr(args, "json", None):
+        write_json(args.json, result)
+    return 0

@@ -1,0 +1,91 @@
+"""Prompt formats: how a task input becomes the token ids a model answers after.
+
+The same format is used to fine-tune, evaluate, generate and benchmark, so it is stored with every
+model TASC writes (`tasc.json`, see `tasc.models`). Answers are always tokenised on their own
+(never jointly with the prompt) so that training targets are exactly the token sequences that
+decoding produces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_SYSTEM = "Answer the task input with the task output only."
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How to turn an input string into a prompt.
+
+    Attributes:
+        style: "chat" renders with the tokenizer's chat template; "plain" joins `template` strings.
+            "auto" picks "chat" when the tokenizer has a chat template.
+        system: system message (chat) or preamble line (plain); None for none.
+        template: the user turn; `{input}` is replaced by the task input.
+        shots: few-shot (input, output) pairs shown before the real input.
+    """
+
+    style: str = "auto"
+    system: str | None = DEFAULT_SYSTEM
+    template: str = "{input}"
+    shots: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def resolved(self, tokenizer: Any) -> "PromptFormat":
+        """Return a copy with style "auto" replaced by "chat" or "plain" for this tokenizer."""
+        if self.style != "auto":
+            return self
+        style = "chat" if getattr(tokenizer, "chat_template", None) else "plain"
+        return PromptFormat(style, self.system, self.template, self.shots)
+
+    def with_shots(self, shots: list[tuple[str, str]]) -> "PromptFormat":
+        """Return a copy that shows these (input, output) examples first."""
+        return PromptFormat(self.style, self.system, self.template, tuple(map(tuple, shots)))
+
+    def render(self, tokenizer: Any, task_input: str) -> str:
+        """Render the prompt text for one input (ends where the answer starts)."""
+        fmt = self.resolved(tokenizer)
+        if fmt.style == "chat":
+            messages = [{"role": "system", "content": fmt.system}] if fmt.system else []
+            for shot_in, shot_out in fmt.shots:
+                messages.append({"role": "user", "content": fmt.template.format(input=shot_in)})
+                messages.append({"role": "assistant", "content": shot_out})
+            messages.append({"role": "user", "content": fmt.template.format(input=task_input)})
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if fmt.style != "plain":
+            raise ValueError(f"unknown prompt style {fmt.style!r}; use 'chat', 'plain' or 'auto'")
+        parts = [fmt.system + "\n"] if fmt.system else []
+        eos = tokenizer.eos_token or ""
+        for shot_in, shot_out in fmt.shots:
+            parts.append(f"Input: {fmt.template.format(input=shot_in)}\nOutput: {shot_out}{eos}\n")
+        parts.append(f"Input: {fmt.template.format(input=task_input)}\nOutput: ")
+        return "".join(parts)
+
+    def prompt_ids(self, tokenizer: Any, task_input: str) -> list[int]:
+        """Token ids of the rendered prompt."""
+        text = self.render(tokenizer, task_input)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as stored in tasc.json."""
+        d = asdict(self)
+        d["shots"] = [list(s) for s in self.shots]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PromptFormat":
+        """Inverse of `to_dict`; unknown keys are an error so typos do not pass silently."""
+        known = {"style", "system", "template", "shots"}
+        extra = set(d) - known
+        if extra:
+            raise ValueError(f"unknown prompt format keys: {sorted(extra)}")
+        shots = tuple(tuple(s) for s in d.get("shots", ()))
+        return cls(d.get("style", "auto"), d.get("system", DEFAULT_SYSTEM), d.get("template", "{input}"), shots)
+
+
+def answer_ids(tokenizer: Any, output: str, add_eos: bool = True) -> list[int]:
+    """Token ids of an answer as the model should write it, ending with EOS."""
+    ids = tokenizer(output, add_special_tokens=False)["input_ids"]
+    if add_eos and tokenizer.eos_token_id is not None:
+        ids = ids + [tokenizer.eos_token_id]
+    return ids
