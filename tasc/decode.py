@@ -1,0 +1,236 @@
+"""The verify loop: speculative decoding on a transformers causal LM with a KV cache.
+
+One function, `speculative_steps`, streams one `Step` per forward pass. With an empty draft a step
+is a plain decoding step, so plain greedy, prompt lookup style, TASC-spec and any later drafter
+share this loop and its timings. Batch size 1 is the target (interactive use and the Arena).
+
+Greedy mode is lossless: a draft token is kept only if it equals the model's argmax at its
+position, so the emitted ids are those of plain greedy decoding. Sampling mode uses the
+speculative-sampling rule for a deterministic draft (draft distribution q = one-hot): accept draft
+token d with probability p(d); on rejection sample from p with d removed; so every emitted token is
+distributed exactly as the model's (temperature / top-p warped) distribution.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from tasc.drafts import MODEL, Draft, DraftSource, NoDraft
+
+
+@dataclass
+class Step:
+    """One verify pass.
+
+    Attributes:
+        tokens: tokens emitted by this pass (accepted draft tokens, then one model token),
+            cut at EOS and at the token budget.
+        n_accepted: how many of `tokens` are accepted draft tokens.
+        sources: per emitted token, "corpus" / "context" for accepted draft tokens, "model" otherwise.
+        draft: the tokens that were proposed.
+        draft_s: seconds spent drafting.
+        forward_s: seconds spent in the forward pass and acceptance.
+        elapsed_s: seconds since the request started, at the end of this step (prefill included).
+        finished: True when EOS was emitted or the token budget is spent.
+    """
+
+    tokens: list[int]
+    n_accepted: int
+    sources: list[str]
+    draft: list[int]
+    draft_s: float
+    forward_s: float
+    elapsed_s: float
+    finished: bool = False
+
+
+@dataclass
+class DecodeConfig:
+    """Generation settings shared by all methods."""
+
+    max_new_tokens: int = 128  # answer length cap, in tokens
+    do_sample: bool = False  # False: greedy (lossless); True: speculative sampling
+    temperature: float = 1.0  # sampling temperature (do_sample only)
+    top_p: float = 1.0  # nucleus sampling mass (do_sample only)
+    seed: int | None = None  # seed for sampling, for reproducible runs
+
+
+@dataclass
+class GenerationResult:
+    """A finished generation: the answer's token ids and every step that produced them."""
+
+    tokens: list[int]
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def forward_passes(self) -> int:
+        """Forward passes, the prefill included."""
+        return len(self.steps)
+
+    @property
+    def accepted(self) -> int:
+        """Draft tokens accepted in all."""
+        return sum(s.n_accepted for s in self.steps)
+
+    @property
+    def wall_s(self) -> float:
+        """Wall time from request to last token."""
+        return self.steps[-1].elapsed_s if self.steps else 0.0
+
+
+def warp_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Softmax of temperature-scaled logits restricted to the top-p nucleus.
+
+    Args:
+        logits: (N, V) float logits.
+    Returns:
+        (N, V) probabilities, each row summing to 1.
+    """
+    probs = torch.softmax(logits.float() / max(temperature, 1e-5), dim=-1)  # (N, V)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p
+        sorted_p = sorted_p * keep
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
+
+
+def accept_greedy(draft: Sequence[int], logits: torch.Tensor) -> tuple[int, int]:
+    """Length of the draft prefix equal to the argmax, and the model's token after it.
+
+    Args:
+        draft: k proposed tokens.
+        logits: (k + 1, V) logits at the pending token and at each draft token.
+    """
+    preds = logits.argmax(-1).tolist()  # (k + 1,)
+    n = 0
+    while n < len(draft) and draft[n] == preds[n]:
+        n += 1
+    return n, preds[n]
+
+
+def accept_sampling(
+    draft: Sequence[int], logits: torch.Tensor, config: DecodeConfig, generator: torch.Generator | None
+) -> tuple[int, int]:
+    """Speculative-sampling acceptance for a deterministic draft; returns (n accepted, next token)."""
+    probs = warp_probs(logits, config.temperature, config.top_p)  # (k + 1, V)
+    for i, token in enumerate(draft):
+        p = probs[i, token].item()
+        if torch.rand((), generator=generator).item() < p:
+            continue
+        residual = probs[i].clone()
+        residual[token] = 0.0  # q is one-hot on the draft token: max(0, p - q) removes it
+        total = residual.sum()
+        if total <= 0:  # p(d) was 1 within rounding; the draft token is the only choice
+            return i + 1, int(torch.multinomial(probs[i + 1], 1, generator=generator))
+        return i, int(torch.multinomial(residual / total, 1, generator=generator))
+    return len(draft), int(torch.multinomial(probs[len(draft)], 1, generator=generator))
+
+
+def _new_cache(model: Any) -> Any:
+    """An empty dynamic KV cache for this model."""
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
+@torch.inference_mode()
+def speculative_steps(
+    model: Any,
+    prompt_ids: Sequence[int],
+    drafter: DraftSource | None = None,
+    config: DecodeConfig | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+) -> Iterator[Step]:
+    """Generate an answer, yielding one `Step` per forward pass.
+
+    Args:
+        model: a transformers causal LM (eval mode), on its device.
+        prompt_ids: the prompt's token ids.
+        drafter: where drafts come from; None decodes plainly.
+        config: length and sampling settings.
+        eos_token_id: id(s) that end the answer.
+    """
+    config = config or DecodeConfig()
+    drafter = drafter or NoDraft()
+    eos = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or ())
+    device = model.device
+    generator = None
+    if config.do_sample:
+        generator = torch.Generator(device="cpu")
+        generator.manual_seed(config.seed if config.seed is not None else torch.seed())
+    t0 = time.perf_counter()
+
+    # Prefill: run the prompt, take the model's first token. It is "pending": emitted, not yet cached.
+    cache = _new_cache(model)
+    logits = model(torch.tensor([list(prompt_ids)], device=device), past_key_values=cache, use_cache=True).logits
+    last = logits[0, -1:].float()  # (1, V)
+    _, pending = accept_sampling([], last, config, generator) if config.do_sample else accept_greedy([], last)
+    drafter.start(prompt_ids)
+    first = Step([pending], 0, [MODEL], [], 0.0, time.perf_counter() - t0, time.perf_counter() - t0)
+    first.finished = pending in eos or config.max_new_tokens <= 1
+    drafter.update([pending], 0)
+    produced = 1
+    yield first
+    if first.finished:
+        return
+
+    while True:
+        # 1. Draft: at most the tokens still allowed after the pending one and the model's next.
+        t_draft = time.perf_counter()
+        room = config.max_new_tokens - produced - 1
+        draft: Draft = drafter.propose(room) if room > 0 else Draft()
+        tokens = draft.tokens[: max(room, 0)]
+        t_forward = time.perf_counter()
+
+        # 2. Forward the pending token and the draft in one pass.
+        inputs = torch.tensor([[pending] + tokens], device=device)  # (1, k + 1)
+        logits = model(inputs, past_key_values=cache, use_cache=True).logits[0].float()  # (k + 1, V)
+
+        # 3. Accept the longest valid draft prefix; the model adds one token of its own.
+        if config.do_sample:
+            n_acc, next_token = accept_sampling(tokens, logits, config, generator)
+        else:
+            n_acc, next_token = accept_greedy(tokens, logits)
+
+        # 4. Crop the cache: keep the pending token and the accepted draft tokens.
+        rejected = len(tokens) - n_acc
+        if rejected:
+            cache.crop(-rejected)  # transformers 5: a negative count removes that many positions
+
+        # 5. Emit, stopping at EOS or the budget; tell the drafter what happened.
+        emitted = tokens[:n_acc] + [next_token]
+        sources = draft.sources[:n_acc] + [MODEL]
+        finished = False
+        for i, token in enumerate(emitted):
+            if token in eos:
+                emitted, sources, finished = emitted[: i + 1], sources[: i + 1], True
+                break
+        if produced + len(emitted) >= config.max_new_tokens:
+            keep = config.max_new_tokens - produced
+            emitted, sources, finished = emitted[:keep], sources[:keep], True
+        drafter.update(emitted, min(n_acc, len(emitted)))
+        produced += len(emitted)
+        pending = next_token
+        now = time.perf_counter()
+        yield Step(emitted, min(n_acc, len(emitted)), sources, tokens, t_forward - t_draft, now - t_forward, now - t0, finished)
+        if finished:
+            return
+
+
+def generate(
+    model: Any,
+    prompt_ids: Sequence[int],
+    drafter: DraftSource | None = None,
+    config: DecodeConfig | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+) -> GenerationResult:
+    """Run `speculative_steps` to the end and collect the answer."""
+    steps = list(speculative_steps(model, prompt_ids, drafter, config, eos_token_id))
+    return GenerationResult([t for s in steps for t in s.tokens], steps)
