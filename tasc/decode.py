@@ -169,7 +169,9 @@ def speculative_steps(
 
     # Prefill: run the prompt, take the model's first token. It is "pending": emitted, not yet cached.
     cache = _new_cache(model)
-    logits = model(torch.tensor([list(prompt_ids)], device=device), past_key_values=cache, use_cache=True).logits
+    # logits_to_keep=1: the prompt's other positions need no logits (a (T, V) matmul saved).
+    prompt = torch.tensor([list(prompt_ids)], device=device)
+    logits = model(prompt, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
     last = logits[0, -1:].float()  # (1, V)
     _, pending = accept_sampling([], last, config, generator) if config.do_sample else accept_greedy([], last)
     drafter.start(prompt_ids)

@@ -1,0 +1,234 @@
+"""Benchmark decoding methods on the same prompts, in the same run, against plain greedy.
+
+Every method answers every prompt; prompts are the outer loop and the order of methods rotates
+from prompt to prompt, so slow drifts of the machine (other processes, thermal) spread over all
+methods instead of biasing one. A warm-up (excluded) runs each method first. The baseline wall
+time is the faster of transformers' `generate(do_sample=False)` and our own plain loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from tasc.decode import DecodeConfig, GenerationResult, generate
+from tasc.drafts import CONTEXT, CORPUS, NoDraft, SpecConfig, build_corpus_index, make_drafter
+from tasc.models import LoadedModel
+from tasc.ngram_index import CorpusIndex, normalised_keys
+from tasc.progress import Progress, ProgressFn, check_cancel
+
+GREEDY_METHODS = ("greedy", "greedy-loop")
+DEFAULT_METHODS = ("greedy", "greedy-loop", "pld", "tasc-spec")
+KNOWN_METHODS = DEFAULT_METHODS + ("tasc-corpus", "tasc-context")
+
+
+@dataclass
+class BenchConfig:
+    """What to run."""
+
+    methods: Sequence[str] = DEFAULT_METHODS  # decoding methods, see KNOWN_METHODS
+    max_new_tokens: int = 128  # answer cap per prompt
+    warmup: int = 2  # prompts run by every method before timing starts (not counted)
+    pld_tokens: int = 10  # transformers prompt lookup: draft length
+    pld_ngram: int = 2  # transformers prompt lookup: longest n-gram matched
+    spec: SpecConfig = field(default_factory=SpecConfig)  # TASC-spec drafting parameters
+
+
+@dataclass
+class MethodRun:
+    """What one method did on one prompt."""
+
+    tokens: list[int]
+    wall_s: float
+    forward_passes: int
+    accepted_by_source: dict[str, int] = field(default_factory=dict)
+    step_lengths: list[int] = field(default_factory=list)
+
+
+class ForwardCounter:
+    """Counts calls of a model's forward (for methods we do not drive ourselves, like pld)."""
+
+    def __init__(self, model: Any) -> None:
+        self.calls = 0
+        self._handle = model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module: Any, args: Any) -> None:
+        self.calls += 1
+
+    def close(self) -> None:
+        """Remove the hook."""
+        self._handle.remove()
+
+
+def _strip_eos(tokens: list[int], eos: int | None) -> list[int]:
+    """Answer tokens without the final EOS, so methods that stop differently compare equal."""
+    return tokens[:-1] if tokens and tokens[-1] == eos else tokens
+
+
+def _run_hf(lm: LoadedModel, prompt_ids: list[int], config: BenchConfig, pld: bool) -> MethodRun:
+    """transformers generate: greedy, or prompt lookup decoding."""
+    counter = ForwardCounter(lm.model)
+    extra = {"prompt_lookup_num_tokens": config.pld_tokens, "max_matching_ngram_size": config.pld_ngram} if pld else {}
+    ids = torch.tensor([prompt_ids], device=lm.device)
+    try:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = lm.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=config.max_new_tokens,
+                do_sample=False,
+                eos_token_id=lm.eos_token_id,
+                pad_token_id=lm.tokenizer.pad_token_id or lm.eos_token_id,
+                **extra,
+            )
+        wall = time.perf_counter() - t0
+    finally:
+        counter.close()
+    tokens = out[0, len(prompt_ids) :].tolist()
+    return MethodRun(tokens, wall, counter.calls)
+
+
+def _run_loop(lm: LoadedModel, prompt_ids: list[int], drafter: Any, config: BenchConfig) -> MethodRun:
+    """Our verify loop with a drafter (NoDraft = our plain greedy loop)."""
+    t0 = time.perf_counter()
+    result: GenerationResult = generate(lm.model, prompt_ids, drafter, DecodeConfig(config.max_new_tokens), lm.eos_token_id)
+    wall = time.perf_counter() - t0
+    by_source = {CORPUS: 0, CONTEXT: 0}
+    for step in result.steps:
+        for src in step.sources[: step.n_accepted]:
+            by_source[src] = by_source.get(src, 0) + 1
+    return MethodRun(result.tokens, wall, result.forward_passes, by_source, [len(s.tokens) for s in result.steps])
+
+
+def method_runner(
+    method: str, lm: LoadedModel, corpus_index: CorpusIndex | None, config: BenchConfig
+) -> Callable[[list[int]], MethodRun]:
+    """A function that answers one prompt with `method`."""
+    if method == "greedy":
+        return lambda ids: _run_hf(lm, ids, config, pld=False)
+    if method == "pld":
+        return lambda ids: _run_hf(lm, ids, config, pld=True)
+    if method == "greedy-loop":
+        return lambda ids: _run_loop(lm, ids, NoDraft(), config)
+    if method in ("tasc-spec", "tasc-corpus", "tasc-context"):
+        keys = normalised_keys(lm.tokenizer) if config.spec.normalise_context else None
+        drafter = make_drafter(method, lm.tokenizer, corpus_index, config.spec, keys)
+        # One drafter per method for the whole run: its acceptance statistics keep learning.
+        return lambda ids: _run_loop(lm, ids, drafter, config)
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(KNOWN_METHODS)}")
+
+
+def summarise(runs: list[MethodRun], reference: list[list[int]], eos: int | None) -> dict[str, Any]:
+    """Fold one method's per-prompt runs into the figures the report shows."""
+    new_tokens = sum(len(r.tokens) for r in runs)
+    wall = sum(r.wall_s for r in runs)
+    passes = sum(r.forward_passes for r in runs)
+    identical = sum(_strip_eos(r.tokens, eos) == _strip_eos(ref, eos) for r, ref in zip(runs, reference))
+    accepted: dict[str, int] = {}
+    for r in runs:
+        for src, n in r.accepted_by_source.items():
+            accepted[src] = accepted.get(src, 0) + n
+    return {
+        "new_tokens": new_tokens,
+        "wall_s": round(wall, 4),
+        "tokens_per_s": round(new_tokens / wall, 2) if wall else 0.0,
+        "forward_passes": passes,
+        "mean_accepted": round(new_tokens / passes, 3) if passes else 0.0,
+        "identical_to_greedy": round(identical / len(runs), 4) if runs else 0.0,
+        "accepted_by_source": accepted,
+        "step_lengths": [n for r in runs for n in r.step_lengths],
+    }
+
+
+def run_bench(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    corpus_outputs: Sequence[str],
+    config: BenchConfig | None = None,
+    on_progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Time every method on every prompt; return figures and speed-ups against greedy.
+
+    Args:
+        lm: the target model with its prompt format.
+        prompts: task inputs (rendered with `lm.prompt_format`).
+        corpus_outputs: the task output corpus the TASC drafters index.
+        config: methods and settings.
+    Returns:
+        {"model", "device", "n_prompts", "max_new_tokens", "methods": {name: figures}, ...}.
+    """
+    config = config or BenchConfig()
+    methods = list(dict.fromkeys(["greedy", *config.methods]))  # greedy is always the reference
+    unknown = [m for m in methods if m not in KNOWN_METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(KNOWN_METHODS)}")
+    if not prompts:
+        raise ValueError("no prompts to benchmark")
+    t_index = time.perf_counter()
+    needs_index = any(m in ("tasc-spec", "tasc-corpus") for m in methods)
+    corpus_index = build_corpus_index(lm.tokenizer, corpus_outputs) if needs_index else None
+    index_s = time.perf_counter() - t_index
+    runners = {m: method_runner(m, lm, corpus_index, config) for m in methods}
+    prompt_ids = [lm.prompt_format.prompt_ids(lm.tokenizer, p) for p in prompts]
+
+    for ids in prompt_ids[: config.warmup]:
+        for method in methods:
+            runners[method](ids)
+
+    runs: dict[str, list[MethodRun]] = {m: [] for m in methods}
+    t0 = time.perf_counter()
+    for i, ids in enumerate(prompt_ids):
+        check_cancel(cancel)
+        order = methods[i % len(methods) :] + methods[: i % len(methods)]
+        for method in order:
+            runs[method].append(runners[method](ids))
+        if on_progress:
+            on_progress(Progress("bench", i + 1, len(prompt_ids), time.perf_counter() - t0, message=f"prompt {i + 1}"))
+
+    reference = [r.tokens for r in runs["greedy"]]
+    figures = {m: summarise(runs[m], reference, lm.eos_token_id) for m in methods}
+    baseline = min(figures[m]["wall_s"] for m in methods if m in GREEDY_METHODS)
+    for m, fig in figures.items():
+        fig["speedup"] = round(baseline / fig["wall_s"], 3) if fig["wall_s"] else 0.0
+    if "pld" in figures:
+        for fig in figures.values():
+            fig["speedup_vs_pld"] = round(figures["pld"]["wall_s"] / fig["wall_s"], 3) if fig["wall_s"] else 0.0
+    return {
+        "model": lm.name,
+        "device": lm.device,
+        "n_prompts": len(prompts),
+        "max_new_tokens": config.max_new_tokens,
+        "corpus_outputs": len(corpus_outputs),
+        "index_build_s": round(index_s, 3),
+        "baseline_wall_s": baseline,
+        "methods": figures,
+        "answers": {m: [lm.tokenizer.decode(r.tokens, skip_special_tokens=True) for r in runs[m][:5]] for m in methods},
+    }
+
+
+def overlap_warning(prompt_refs: Sequence[str], corpus_outputs: Sequence[str]) -> str | None:
+    """A warning when the corpus contains reference outputs of the benchmark prompts (a leak)."""
+    corpus = set(corpus_outputs)
+    leaked = sum(ref in corpus for ref in prompt_refs)
+    if leaked:
+        return f"warning: {leaked} of {len(prompt_refs)} prompt reference outputs are in the corpus; drafts may be unrealistically good"
+    return None
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The benchmark as a fixed-width text table."""
+    header = f"{'method':<14}{'tok/s':>8}{'speedup':>9}{'vs pld':>8}{'tok/pass':>10}{'passes':>8}{'identical':>11}"
+    lines = [f"model={report['model']} device={report['device']} prompts={report['n_prompts']} max_new_tokens={report['max_new_tokens']}", header]
+    for name, fig in report["methods"].items():
+        lines.append(
+            f"{name:<14}{fig['tokens_per_s']:>8.1f}{fig['speedup']:>8.2f}x{fig.get('speedup_vs_pld', 0):>7.2f}x"
+            f"{fig['mean_accepted']:>10.2f}{fig['forward_passes']:>8}{fig['identical_to_greedy']:>11.2f}"
+        )
+    return "\n".join(lines)
+

@@ -1,0 +1,77 @@
+"""`python -m tasc bench`: time decoding methods on the same prompts against greedy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tasc.cli import add_common, add_model_options
+
+
+def register(subparsers: Any) -> None:
+    """Add the `bench` parser."""
+    p = subparsers.add_parser("bench", help="benchmark greedy, prompt lookup and TASC-spec on held-out prompts")
+    add_model_options(p)
+    add_common(p)
+    p.add_argument("--corpus", required=True, help="task output corpus the drafts come from (jsonl/csv/tsv/txt)")
+    p.add_argument("--prompts", required=True, help="JSONL/CSV of held-out rows with an `input` column")
+    p.add_argument("--n", type=int, default=50, help="number of prompts (default 50)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--methods", default="greedy,greedy-loop,pld,tasc-spec", help="comma-separated; see README")
+    p.add_argument("--shots", type=int, default=0, help="few-shot examples from the corpus (for models without a stored prompt format)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up prompts")
+    p.add_argument("--html", help="plot file (default: next to --json, .html)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Load model, corpus and prompts; run the benchmark; print the table; save the plots."""
+    from tasc.bench import BenchConfig, format_table, overlap_warning, run_bench
+    from tasc.corpus import load_corpus
+    from tasc.models import load_model
+    from tasc.progress import Progress
+
+    if args.n < 1 or args.max_new_tokens < 1:
+        raise ValueError("--n and --max-new-tokens must be at least 1")
+    corpus = load_corpus(args.corpus)
+    prompts = load_corpus(args.prompts)
+    if prompts.inputs is None:
+        raise ValueError(f"{args.prompts} has no input column: the prompts file needs `input` values")
+    # One prompt per distinct input (E2E repeats inputs with several references).
+    seen: dict[str, str] = {}
+    for inp, out in zip(prompts.inputs, prompts.outputs):
+        seen.setdefault(inp, out)
+    inputs = list(seen)[: args.n]
+    warning = overlap_warning([seen[i] for i in inputs], corpus.outputs)
+    if warning:
+        print(warning, file=sys.stderr)
+
+    lm = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    if args.shots:
+        if corpus.inputs is None:
+            raise ValueError("--shots needs a corpus with inputs")
+        lm.prompt_format = lm.prompt_format.with_shots(corpus.pairs()[: args.shots])
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    config = BenchConfig(methods=methods, max_new_tokens=args.max_new_tokens, warmup=args.warmup)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(inputs), desc="bench", file=sys.stderr)
+
+    def on_progress(p: Progress) -> None:
+        bar.n = p.done
+        bar.refresh()
+
+    report = run_bench(lm, inputs, corpus.outputs, config, on_progress=on_progress)
+    bar.close()
+    report.update({"corpus": corpus.source, "prompts": prompts.source, "shots": args.shots, "warning": warning})
+    print(format_table(report))
+    html = args.html or (str(Path(args.json).with_suffix(".html")) if args.json else None)
+    if html:
+        from tasc.plots import write_bench_html
+
+        write_bench_html(report, html)
+        print(f"plots: {html}", file=sys.stderr)
+    return report

@@ -1,0 +1,54 @@
+"""`python -m tasc distill`: write a model's own greedy answers as a task output corpus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tasc.cli import add_common, add_model_options
+
+
+def register(subparsers: Any) -> None:
+    """Add the `distill` parser."""
+    p = subparsers.add_parser("distill", help="answer task inputs with a model and save the answers as a corpus (resumable)")
+    add_model_options(p)
+    add_common(p)
+    p.add_argument("--inputs", required=True, help="JSONL/CSV/TXT with task inputs (`input` column, or one per line)")
+    p.add_argument("--out", required=True, help="output JSONL of {input, output}; re-running continues where it stopped")
+    p.add_argument("--n", type=int, default=None, help="answer at most N distinct inputs")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--shots", type=int, default=0, help="few-shot examples taken from --inputs rows that have outputs")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Answer each input not yet in --out and append it there."""
+    from tqdm import tqdm
+
+    from tasc.corpus import load_corpus
+    from tasc.distill import distill
+    from tasc.models import load_model
+    from tasc.progress import Progress
+
+    source = load_corpus(args.inputs)
+    # A file of bare lines has outputs only: those lines are the inputs.
+    inputs = source.inputs if source.inputs is not None else source.outputs
+    inputs = list(dict.fromkeys(inputs))[: args.n]
+    lm = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    if args.shots:
+        if source.inputs is None:
+            raise ValueError("--shots needs rows with both input and output")
+        lm.prompt_format = lm.prompt_format.with_shots(source.pairs()[: args.shots])
+    bar = tqdm(total=len(inputs), desc="distill", file=sys.stderr)
+
+    def on_progress(p: Progress) -> None:
+        bar.n = p.done
+        bar.refresh()
+
+    stats = distill(lm, inputs, Path(args.out), max_new_tokens=args.max_new_tokens, on_progress=on_progress)
+    bar.close()
+    print(json.dumps(stats))
+    return stats

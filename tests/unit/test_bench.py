@@ -1,0 +1,39 @@
+"""The benchmark harness on a tiny model: every method answers, figures add up, greedy methods agree."""
+
+import pytest
+
+from tasc.bench import BenchConfig, format_table, overlap_warning, run_bench
+from tasc.plots import write_bench_html
+
+
+def test_bench_reports_every_method(tiny_lm, tmp_path):
+    prompts = ["play some jazz", "weather in paris", "book a table", "play miles davis"]
+    corpus = ['{"intent": "PlayMusic"}', '{"intent": "GetWeather"}'] * 5
+    config = BenchConfig(methods=("greedy", "greedy-loop", "pld", "tasc-spec", "tasc-context"), max_new_tokens=12, warmup=1)
+    report = run_bench(tiny_lm, prompts, corpus, config)
+    figures = report["methods"]
+    assert set(figures) == {"greedy", "greedy-loop", "pld", "tasc-spec", "tasc-context"}
+    assert report["n_prompts"] == 4
+    for name, fig in figures.items():
+        assert fig["identical_to_greedy"] == 1.0, name  # all methods here are lossless
+        assert fig["new_tokens"] == figures["greedy"]["new_tokens"]
+        assert fig["forward_passes"] >= 1 and fig["wall_s"] > 0
+        assert fig["speedup"] > 0 and "speedup_vs_pld" in fig
+    assert figures["greedy-loop"]["mean_accepted"] == 1.0
+    assert max(figures["greedy"]["speedup"], figures["greedy-loop"]["speedup"]) == pytest.approx(1.0, abs=1e-3)
+    table = format_table(report)
+    assert "tasc-spec" in table and "identical" in table
+    html = write_bench_html(report, tmp_path / "bench.html")
+    assert "plotly" in html.read_text(encoding="utf-8").lower()
+
+
+def test_bench_rejects_unknown_method_and_no_prompts(tiny_lm):
+    with pytest.raises(ValueError, match="unknown method"):
+        run_bench(tiny_lm, ["x"], ["y"], BenchConfig(methods=("greedy", "magic")))
+    with pytest.raises(ValueError, match="no prompts"):
+        run_bench(tiny_lm, [], ["y"], BenchConfig())
+
+
+def test_overlap_warning_names_the_leak():
+    assert overlap_warning(["a", "b"], ["b", "c"]).startswith("warning: 1 of 2")
+    assert overlap_warning(["a"], ["c"]) is None
