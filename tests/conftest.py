@@ -50,3 +50,29 @@ def tiny_lm(tiny_model_dir):
     from tasc.models import load_model
 
     return load_model(str(tiny_model_dir), device="cpu")
+
+
+def real_home() -> Path:
+    """Where the real SmolLM2 cache lives in tests: $TASC_REAL_HOME, else the user's default cache."""
+    return Path(os.environ.get("TASC_REAL_HOME") or Path.home() / ".cache" / "tasc")
+
+
+@pytest.fixture(scope="session")
+def real_model_dir() -> Path:
+    """The real SmolLM2-135M as a safetensors directory (converted from the GGUF once, then cached)."""
+    from tasc.models import cached_model_dir
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TASC_HOME", str(real_home()))
+    try:
+        return cached_model_dir("smollm2-135m")
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="session")
+def real_lm(real_model_dir):
+    """The real SmolLM2-135M loaded on CPU."""
+    from tasc.models import load_model
+
+    return load_model(str(real_model_dir), device="cpu")
