@@ -7,6 +7,7 @@ USER 1000
 ENV HOME=/home/user \
     PATH=/home/user/.venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \
+    PYTHONUNBUFFERED=1 \
     GRADIO_SERVER_NAME=0.0.0.0 \
     GRADIO_SERVER_PORT=7860
 WORKDIR $HOME/app

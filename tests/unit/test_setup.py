@@ -76,11 +76,15 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return pairs
 
 
-def make_dry_run(*args: str, env: dict | None = None) -> list[str]:
+def make_dry_run(*args: str) -> list[str]:
     """Commands `make -n` would run for the given targets."""
     make = shutil.which("make")
     assert make, "make is needed: it is how the README installs"
-    out = subprocess.run([make, "-n", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
+    # a clean environment: under `make test`, MAKEFLAGS and command-line variables would leak in
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/")}
+    out = subprocess.run(
+        [make, "--no-print-directory", "-n", *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return shell_commands(out.stdout)
 
