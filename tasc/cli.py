@@ -41,6 +41,21 @@ def add_model_options(parser: argparse.ArgumentParser, flag: str = "--model") ->
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")
 
 
+def add_split_options(parser: argparse.ArgumentParser) -> None:
+    """Options that pick the train or held-out part of a corpus split by input (no input in both)."""
+    parser.add_argument("--split", choices=("all", "train", "heldout"), default="all",
+                        help="use the whole corpus (default) or its train / held-out part, split by input")
+    parser.add_argument("--heldout-fraction", type=float, default=0.1, help="share of distinct inputs held out (default 0.1)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the split (default 0)")
+
+
+def load_corpus_split(path: str, args: argparse.Namespace) -> Any:
+    """Load a corpus and apply the --split options."""
+    from tasc.corpus import load_corpus, select_split
+
+    return select_split(load_corpus(path), args.split, args.heldout_fraction, args.split_seed)
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write a result as pretty JSON, creating parent folders."""
     path = Path(path)

@@ -408,6 +408,21 @@ def split_by_input(corpus: Corpus, heldout_fraction: float = 0.1, seed: int = 0,
     return corpus.subset(train), corpus.subset(held)
 
 
+SPLITS = ("all", "train", "heldout")
+
+
+def select_split(corpus: Corpus, split: str = "all", heldout_fraction: float = 0.1, seed: int = 0) -> Corpus:
+    """The whole corpus, or its train or held-out part from `split_by_input` (same seed, same parts)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if split == "all":
+        return corpus
+    train, heldout = split_by_input(corpus, heldout_fraction, seed)
+    part = train if split == "train" else heldout
+    part.source = f"{corpus.source} ({split} {1 - heldout_fraction if split == 'train' else heldout_fraction:.0%}, seed {seed})"
+    return part
+
+
 def references_by_input(corpus: Corpus) -> dict[str, list[str]]:
     """Each distinct input with all its outputs, in first-seen order (for multi-reference BLEU)."""
     refs: dict[str, list[str]] = {}

@@ -1,0 +1,62 @@
+"""`python -m tasc finetune`: fine-tune a model on a task corpus (TASC-ft's training step)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tasc.cli import add_common, add_model_options, add_split_options, load_corpus_split
+
+
+def register(subparsers: Any) -> None:
+    """Add the `finetune` parser."""
+    p = subparsers.add_parser("finetune", help="fine-tune a model on a task corpus (full or LoRA), resumable")
+    add_model_options(p)
+    add_common(p)
+    add_split_options(p)
+    p.add_argument("--corpus", required=True, help="training rows with input and output (jsonl/csv/tsv)")
+    p.add_argument("--out", required=True, help="output model directory (checkpoints go to OUT/checkpoints)")
+    p.add_argument("--enriched", metavar="DIR", help="an enriched model directory from `tasc enrich` (replaces --model)")
+    p.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 full, 1e-3 LoRA)")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--save-every", type=int, default=50, help="checkpoint interval in steps")
+    p.add_argument("--max-length", type=int, default=256, help="prompt + answer tokens per example")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Load the corpus, train with a tqdm bar on stderr, print the result's figures."""
+    from tqdm import tqdm
+
+    from tasc.finetune import FinetuneConfig, finetune
+    from tasc.progress import Progress
+
+    config = FinetuneConfig(
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, lora=args.lora, lora_rank=args.lora_rank,
+        save_every=args.save_every, max_length=args.max_length, seed=args.seed,
+    )
+    config.check()
+    corpus = load_corpus_split(args.corpus, args)
+    bar = tqdm(total=args.steps, desc="finetune", unit="step", file=sys.stderr)
+
+    def on_progress(p: Progress) -> None:
+        bar.total = p.total
+        bar.n = p.done
+        bar.set_postfix_str(f"loss={p.metrics['loss']:.3f}" if "loss" in p.metrics else "", refresh=False)
+        bar.refresh()
+
+    try:
+        result = finetune(
+            args.enriched or args.model, corpus, args.out, config, device=args.device, resume=args.resume,
+            trust_remote_code=args.trust_remote_code, on_progress=on_progress,
+        )
+    finally:
+        bar.close()
+    print(f"saved {result['out_dir']}: {result['steps']} steps in {result['wall_s']:.0f} s, final loss {result['final_loss']}")
+    return result

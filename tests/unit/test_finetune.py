@@ -1,0 +1,150 @@
+"""Fine-tune on tiny models: loss masking, training that learns, LoRA merge, cancel, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tasc.corpus import parse_corpus_bytes
+from tasc.errors import Cancelled, CorpusError
+from tasc.finetune import IGNORE, FinetuneConfig, PadCollator, build_examples, finetune, last_checkpoint
+from tasc.models import load_model, read_meta
+from tasc.prompts import PromptFormat
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = [{"input": f"play song {i}", "output": '{"intent": "PlayMusic", "n": "%d"}' % (i % 3)} for i in range(24)]
+
+
+def corpus(rows=ROWS):
+    return parse_corpus_bytes("".join(json.dumps(r) + "\n" for r in rows).encode(), "rows.jsonl")
+
+
+def test_examples_mask_the_prompt_and_end_with_eos(tiny_lm):
+    fmt = PromptFormat().resolved(tiny_lm.tokenizer)
+    examples, cut = build_examples(tiny_lm.tokenizer, fmt, [("play jazz", "ok")], max_length=256)
+    ex = examples[0]
+    prompt = fmt.prompt_ids(tiny_lm.tokenizer, "play jazz")
+    assert cut == 0 and ex.input_ids[: len(prompt)] == prompt
+    assert ex.labels[: len(prompt)] == [IGNORE] * len(prompt)
+    assert ex.labels[len(prompt) :] == ex.input_ids[len(prompt) :]
+    assert ex.labels[-1] == tiny_lm.tokenizer.eos_token_id
+
+
+def test_examples_cut_to_max_length_and_drop_prompt_only(tiny_lm):
+    fmt = PromptFormat().resolved(tiny_lm.tokenizer)
+    n_prompt = len(fmt.prompt_ids(tiny_lm.tokenizer, "x"))
+    examples, cut = build_examples(tiny_lm.tokenizer, fmt, [("x", "a long answer " * 20), ("x" * 400, "y")], n_prompt + 3)
+    assert cut == 2 and len(examples) == 1 and len(examples[0].input_ids) == n_prompt + 3
+
+
+def test_collator_pads_right_with_ignored_labels():
+    batch = PadCollator(pad_id=0)([{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8], "labels": [8]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_config_checks_name_the_bad_value():
+    with pytest.raises(ValueError, match="steps"):
+        FinetuneConfig(steps=0).check()
+    with pytest.raises(ValueError, match="learning_rate"):
+        FinetuneConfig(learning_rate=-1.0).check()
+    assert FinetuneConfig(lora=True).lr == 1e-3 and FinetuneConfig().lr == 2e-4
+
+
+def test_full_finetune_learns_and_saves_a_plain_model(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    events = []
+    result = finetune(str(tiny_model_dir), corpus(), tmp_path / "ft", FinetuneConfig(steps=30, learning_rate=3e-3, log_every=2, batch_size=4),
+                      device="cpu", on_progress=events.append)
+    losses = [loss for _, loss in result["losses"]]
+    assert losses[-1] < 0.5 * losses[0]  # the tiny model memorises the rows
+    assert events[-1].done == 30 and events[-1].total == 30 and "loss" in events[-1].metrics
+    out = tmp_path / "ft"
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin")) and not (out / "checkpoints").exists()
+    meta = read_meta(out)
+    assert meta["prompt_format"]["style"] == "plain" and meta["finetune"]["steps"] == 30
+    plain = AutoModelForCausalLM.from_pretrained(out)  # no TASC needed to load it
+    assert plain.config.vocab_size == load_model(str(tiny_model_dir), device="cpu").model.config.vocab_size
+
+
+def test_lora_finetune_is_merged(tiny_model_dir, tmp_path):
+    base = load_model(str(tiny_model_dir), device="cpu")
+    finetune(str(tiny_model_dir), corpus(), tmp_path / "lora", FinetuneConfig(steps=6, lora=True, lora_rank=4, batch_size=4), device="cpu")
+    out = tmp_path / "lora"
+    assert not (out / "adapter_config.json").exists()
+    tuned = load_model(str(out), device="cpu")
+    keys = set(tuned.model.state_dict())
+    assert keys == set(base.model.state_dict())  # merged: a plain Llama, no lora_ keys
+    changed = [k for k in keys if not torch.equal(tuned.model.state_dict()[k], base.model.state_dict()[k])]
+    assert any("q_proj" in k for k in changed)  # the adapters were trained and merged in
+
+
+def test_cancel_saves_a_checkpoint_and_resume_finishes(tiny_model_dir, tmp_path):
+    cancel = threading.Event()
+    out = tmp_path / "run"
+    config = FinetuneConfig(steps=12, save_every=100, batch_size=4)
+
+    def stop_at_5(p):
+        if p.done >= 5:
+            cancel.set()
+
+    with pytest.raises(Cancelled, match="step 5/12"):
+        finetune(str(tiny_model_dir), corpus(), out, config, device="cpu", on_progress=stop_at_5, cancel=cancel)
+    assert last_checkpoint(out).name == "checkpoint-5"
+    with pytest.raises(ValueError, match="--resume"):
+        finetune(str(tiny_model_dir), corpus(), out, config, device="cpu")  # never silently overwrite a run
+    result = finetune(str(tiny_model_dir), corpus(), out, config, device="cpu", resume=True)
+    assert result["steps"] == 12 and result["resumed_from_step"] == 5
+
+
+def test_output_only_corpus_is_refused(tiny_model_dir, tmp_path):
+    with pytest.raises(CorpusError, match="outputs only"):
+        finetune(str(tiny_model_dir), parse_corpus_bytes(b"a\nb\n", "o.txt"), tmp_path / "x", device="cpu")
+
+
+def _cli(*args, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "tasc", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_killed_cli_run_resumes_and_finishes(tiny_model_dir, tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 10))
+    out = tmp_path / "killed"
+    args = ["finetune", "--model", str(tiny_model_dir), "--corpus", str(rows), "--out", str(out), "--steps", "400",
+            "--save-every", "3", "--batch-size", "2", "--device", "cpu"]
+    proc = _cli(*args)
+    deadline = time.time() + 120
+    while time.time() < deadline and (last_checkpoint(out) is None or int(last_checkpoint(out).name.split("-")[1]) < 6):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no clean-up code runs: a hard crash
+    proc.wait()
+    killed_at = int(last_checkpoint(out).name.split("-")[1])
+    assert 6 <= killed_at < 400
+    result_file = tmp_path / "result.json"
+    done = _cli(*args, "--resume", "--json", str(result_file))
+    _, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err
+    result = json.loads(result_file.read_text())
+    assert result["steps"] == 400 and result["resumed_from_step"] >= killed_at
+    assert (out / "model.safetensors").is_file()
+
+
+def test_cli_bad_input_is_one_line(tiny_model_dir, tmp_path):
+    (tmp_path / "o.txt").write_text("just outputs\n")
+    proc = _cli("finetune", "--model", str(tiny_model_dir), "--corpus", str(tmp_path / "o.txt"), "--out", str(tmp_path / "o"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "error:" in err and "outputs only" in err and "Traceback" not in err
