@@ -1,0 +1,80 @@
+"""`python -m tasc train-draft`: distil, pretrain and fine-tune a small draft model for a target."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from tasc.cli import add_common, add_model_options, add_split_options, load_corpus_split
+
+
+def register(subparsers: Any) -> None:
+    """Add the `train-draft` parser."""
+    p = subparsers.add_parser("train-draft", help="train a small draft model for a target on its own text and the task corpus, resumable")
+    add_model_options(p, flag="--target")
+    add_common(p)
+    add_split_options(p)
+    p.add_argument("--corpus", required=True, help="task corpus (jsonl/csv/tsv/txt; inputs are used when present)")
+    p.add_argument("--out", required=True, help="output model directory (checkpoints go to OUT/checkpoints)")
+    p.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
+    p.add_argument("--hidden", type=int, default=256, help="hidden size (default 256)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    p.add_argument("--pretrain-texts", type=int, default=256, help="rows the target writes for pretraining (default 256)")
+    p.add_argument("--pretrain-steps", type=int, default=200, help="optimiser steps on the target's text (default 200; 0 skips)")
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps on the task corpus (default 300)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the task fine-tune (default 1e-3)")
+    p.add_argument("--save-every", type=int, default=50, help="checkpoint interval in steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    p.set_defaults(run=run)
+
+
+def progress_bar(desc: str) -> Any:
+    """A tqdm bar on stderr and the `on_progress` that moves it (one line per phase)."""
+    from tqdm import tqdm
+
+    from tasc.progress import Progress
+
+    bars: dict[str, Any] = {}
+
+    def on_progress(p: Progress) -> None:
+        bar = bars.get(p.task)
+        if bar is None:
+            for old in bars.values():
+                old.close()
+            bar = bars[p.task] = tqdm(total=p.total, desc=p.task, file=sys.stderr)
+        bar.total, bar.n = p.total, p.done
+        if "loss" in p.metrics:
+            bar.set_postfix_str(f"loss={p.metrics['loss']:.3f}", refresh=False)
+        bar.refresh()
+
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+
+    return on_progress, close
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train the draft model and print where it went."""
+    from tasc.draft_model import DraftConfig, train_draft
+
+    config = DraftConfig(
+        layers=args.layers, hidden=args.hidden, heads=args.heads, pretrain_texts=args.pretrain_texts,
+        pretrain_steps=args.pretrain_steps, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+        save_every=args.save_every, seed=args.seed,
+    )
+    config.check()
+    corpus = load_corpus_split(args.corpus, args)
+    on_progress, close = progress_bar("train-draft")
+    try:
+        result = train_draft(args.target, corpus, args.out, config, device=args.device, resume=args.resume,
+                             trust_remote_code=args.trust_remote_code, on_progress=on_progress)
+    finally:
+        close()
+    print(f"saved {result['out_dir']}: {result['parameters'] / 1e6:.1f} M parameters, {result['distil']['rows']} distilled rows, "
+          f"{result['pretrain']['steps']} + {result['finetune']['steps']} steps in {result['wall_s']:.0f} s, "
+          f"final loss {result['finetune']['final_loss']}")
+    return result

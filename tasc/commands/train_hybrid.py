@@ -1,0 +1,54 @@
+"""`python -m tasc train-hybrid`: train a projector + small decoder on a frozen target's prompt states."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tasc.cli import add_common, add_model_options, add_split_options, load_corpus_split
+from tasc.commands.train_draft import progress_bar
+
+
+def register(subparsers: Any) -> None:
+    """Add the `train-hybrid` parser."""
+    p = subparsers.add_parser("train-hybrid", help="train the hybrid: the frozen target encodes the prompt, a small decoder answers")
+    add_model_options(p, flag="--target")
+    add_common(p)
+    add_split_options(p)
+    p.add_argument("--corpus", required=True, help="training rows with input and output (jsonl/csv/tsv)")
+    p.add_argument("--out", required=True, help="output directory (checkpoints go to OUT/checkpoints)")
+    p.add_argument("--decoder-init", metavar="DIR", help="start the decoder from a draft model (tasc train-draft) of this target")
+    p.add_argument("--layers", type=int, default=2, help="decoder blocks, when not --decoder-init (default 2)")
+    p.add_argument("--hidden", type=int, default=256, help="decoder hidden size, when not --decoder-init (default 256)")
+    p.add_argument("--heads", type=int, default=4, help="decoder attention heads (default 4)")
+    p.add_argument("--projector", choices=("mlp", "linear"), default="mlp")
+    p.add_argument("--max-inputs", type=int, default=2000, help="distinct training inputs the target encodes (default 2000)")
+    p.add_argument("--steps", type=int, default=600, help="optimiser steps (default 600)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--save-every", type=int, default=50, help="checkpoint interval in steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train the hybrid and print where it went."""
+    from tasc.hybrid import HybridConfig, train_hybrid
+
+    config = HybridConfig(
+        layers=args.layers, hidden=args.hidden, heads=args.heads, projector=args.projector, decoder_init=args.decoder_init,
+        max_inputs=args.max_inputs, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+        save_every=args.save_every, seed=args.seed,
+    )
+    config.check()
+    corpus = load_corpus_split(args.corpus, args)
+    on_progress, close = progress_bar("train-hybrid")
+    try:
+        result = train_hybrid(args.target, corpus, args.out, config, device=args.device, resume=args.resume,
+                              trust_remote_code=args.trust_remote_code, on_progress=on_progress)
+    finally:
+        close()
+    print(f"saved {result['out_dir']}: {result['parameters'] / 1e6:.1f} M trained parameters, {result['inputs']} inputs encoded in "
+          f"{result['encode_wall_s']:.0f} s, {result['steps']} steps in {result['train_wall_s']:.0f} s, final loss {result['final_loss']}")
+    return result

@@ -1,0 +1,372 @@
+"""Hybrid: the frozen target encodes the prompt once, a small trained decoder writes the answer alone.
+
+    prompt ids ──► target (frozen, one pass) ──► last hidden states (T, H_t)
+                                                  │ projector (trained): LayerNorm, Linear-GELU-Linear
+                                                  ▼
+    soft prefix (T, H_d) [+ the decoder's own embeddings of the prompt tokens]
+                                                  ▼
+    small decoder (trained) ──► answer tokens, greedy, with its own KV cache
+
+Only the projector and the decoder train, on the corpus's input -> output pairs (loss on the answer
+tokens); the target's parameters have requires_grad False and never change. This mode is lossy: its
+answers are the decoder's, not the target's, so the benchmark reports its quality beside its speed.
+
+Two choices, and why:
+- The projector's last layer starts at zero, so before training the prefix is exactly the decoder's
+  embeddings of the prompt tokens: a decoder initialised from a trained draft model (`--decoder-init`)
+  starts as that draft model, and training only adds what the target's states bring.
+- The prompt tokens' own embeddings are added to the projected states (`add_token_embeddings`):
+  answers copy slot values and names verbatim from the input, and a token's identity is cheap to
+  give directly, leaving the projected states to carry what the target understood.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from tasc.corpus import Corpus
+from tasc.draft_model import DraftConfig, build_draft_model, lm_loss, load_draft_model
+from tasc.errors import CorpusError, ModelError
+from tasc.models import LoadedModel, load_model, read_meta, write_meta
+from tasc.progress import Progress, ProgressFn, check_cancel
+from tasc.prompts import answer_ids
+from tasc.train_loop import LoopConfig, batch_indices, train_loop
+
+CHECKPOINTS = "checkpoints"
+RUN_FILE = "run.json"
+DECODER_DIR = "decoder"
+PROJECTOR_FILE = "projector.safetensors"
+IGNORE = -100
+
+
+@dataclass
+class HybridConfig:
+    """Shape of the decoder and projector, and how much to train them."""
+
+    layers: int = 2  # decoder blocks
+    hidden: int = 256  # decoder hidden size
+    heads: int = 4  # decoder attention heads
+    intermediate: int | None = None  # decoder MLP width; None: 3 x hidden
+    projector: str = "mlp"  # "mlp" (LayerNorm, Linear, GELU, Linear) or "linear" (LayerNorm, Linear)
+    add_token_embeddings: bool = True  # add the decoder's embeddings of the prompt tokens to the prefix
+    decoder_init: str | None = None  # a draft model directory to start the decoder from (None: fresh, PCA embeddings)
+    max_inputs: int = 2000  # distinct training inputs the target encodes (once, kept in memory)
+    steps: int = 600  # optimiser steps
+    batch_size: int = 16  # examples per step
+    learning_rate: float = 1e-3  # peak learning rate
+    max_length: int = 256  # prompt + answer positions per example; longer ones are cut at the end
+    encode_batch_size: int = 16  # prompts per target pass when encoding
+    save_every: int = 50  # checkpoint interval in steps
+    seed: int = 0  # input selection, data order, initialisation
+    keep_checkpoints: bool = False  # keep OUT/checkpoints after a successful run
+
+    def check(self) -> None:
+        """Raise ValueError naming the first bad setting."""
+        for name in ("layers", "hidden", "heads", "max_inputs", "batch_size", "encode_batch_size", "save_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.projector not in ("mlp", "linear"):
+            raise ValueError(f"projector must be 'mlp' or 'linear', got {self.projector!r}")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+
+
+def make_projector(kind: str, in_dim: int, out_dim: int) -> Any:
+    """The projector from target states (in_dim) to decoder inputs (out_dim); its last layer starts at zero."""
+    from torch import nn
+
+    if kind == "linear":
+        layers = [nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim)]
+    elif kind == "mlp":
+        layers = [nn.LayerNorm(in_dim), nn.Linear(in_dim, 2 * out_dim), nn.GELU(), nn.Linear(2 * out_dim, out_dim)]
+    else:
+        raise ValueError(f"unknown projector {kind!r}; use 'mlp' or 'linear'")
+    nn.init.zeros_(layers[-1].weight)
+    nn.init.zeros_(layers[-1].bias)
+    return nn.Sequential(*layers)
+
+
+def encode(target: Any, prompts: Sequence[Sequence[int]], batch_size: int = 16, cancel: threading.Event | None = None) -> list[Any]:
+    """The target's last hidden states of each prompt, one (T_i, H_t) tensor per prompt (no gradients).
+
+    Prompts are right-padded in batches: with causal attention, padding after a prompt does not
+    change its states.
+    """
+    import torch
+
+    base = target.base_model  # the decoder stack without the LM head: no (T, V) logits computed
+    pad = target.config.pad_token_id or 0
+    states = []
+    with torch.no_grad():
+        for start in range(0, len(prompts), batch_size):
+            check_cancel(cancel)
+            batch = prompts[start : start + batch_size]
+            width = max(len(p) for p in batch)
+            ids = torch.full((len(batch), width), pad, dtype=torch.long)  # (B, T)
+            mask = torch.zeros_like(ids)
+            for i, p in enumerate(batch):
+                ids[i, : len(p)] = torch.tensor(list(p))
+                mask[i, : len(p)] = 1
+            hidden = base(input_ids=ids.to(target.device), attention_mask=mask.to(target.device)).last_hidden_state  # (B, T, H_t)
+            states.extend(hidden[i, : len(p)].float().cpu() for i, p in enumerate(batch))
+    return states
+
+
+@dataclass
+class HybridResult:
+    """One hybrid answer: tokens and where the time went."""
+
+    tokens: list[int]
+    encode_s: float  # the target's single pass over the prompt
+    decode_s: float  # the decoder's prefill and token-by-token generation
+    wall_s: float
+    decoder_passes: int = 0
+
+
+class HybridModel:
+    """Projector + decoder; the target is passed in where it is needed, never stored or saved.
+
+    Args:
+        decoder: a small causal LM with the target's vocabulary.
+        projector: maps (…, H_t) target states to (…, H_d) decoder inputs.
+        config: the settings it was built with.
+        meta: what the saved `tasc.json` says (target, prompt format, training figures).
+    """
+
+    def __init__(self, decoder: Any, projector: Any, config: HybridConfig, meta: dict[str, Any] | None = None) -> None:
+        from torch import nn
+
+        self.decoder = decoder
+        self.projector = projector
+        self.config = config
+        self.meta = meta or {}
+        self.module = nn.ModuleDict({"decoder": decoder, "projector": projector})  # what trains and is saved
+
+    def prefix(self, states: Any, prompt_ids: Any) -> Any:
+        """Decoder input vectors for the prompt positions.
+
+        Args:
+            states: (B, T, H_t) target states.
+            prompt_ids: (B, T) prompt token ids.
+        Returns:
+            (B, T, H_d).
+        """
+        x = self.projector(states.to(self.decoder.device))
+        if self.config.add_token_embeddings:
+            x = x + self.decoder.get_input_embeddings()(prompt_ids.to(self.decoder.device))
+        return x
+
+    def loss(self, batch: Sequence[tuple[Any, list[int], list[int]]]) -> Any:
+        """Answer-token cross-entropy of a batch of (states (T, H_t), prompt ids, answer ids)."""
+        import torch
+
+        device = self.decoder.device
+        embed = self.decoder.get_input_embeddings()
+        width = max(len(p) + len(a) for _, p, a in batch)
+        rows, masks, labels = [], [], []
+        for states, prompt, answer in batch:
+            ids = torch.tensor(prompt, device=device)
+            x = torch.cat([self.prefix(states[None], ids[None])[0], embed(torch.tensor(answer, device=device))])  # (T + A, H_d)
+            n = x.shape[0]
+            rows.append(torch.cat([x, x.new_zeros(width - n, x.shape[1])]))
+            masks.append([1] * n + [0] * (width - n))
+            labels.append([IGNORE] * len(prompt) + answer + [IGNORE] * (width - n))
+        inputs = torch.stack(rows)  # (B, W, H_d)
+        mask = torch.tensor(masks, device=device)
+        return lm_loss(self.decoder, None, mask, torch.tensor(labels, device=device), inputs_embeds=inputs)
+
+    def generate(self, target: Any, prompt_ids: Sequence[int], max_new_tokens: int = 128, eos_token_id: int | Sequence[int] | None = None) -> HybridResult:
+        """Answer one prompt: one target pass, then the decoder alone, greedy."""
+        import torch
+        from transformers import DynamicCache
+
+        eos = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or ())
+        t0 = time.perf_counter()
+        states = encode(target, [prompt_ids])[0]  # (T, H_t)
+        t1 = time.perf_counter()
+        tokens: list[int] = []
+        passes = 0
+        with torch.inference_mode():
+            ids = torch.tensor([list(prompt_ids)], device=self.decoder.device)
+            x = self.prefix(states[None], ids)  # (1, T, H_d)
+            cache = DynamicCache(config=self.decoder.config)
+            logits = self.decoder(inputs_embeds=x, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1]
+            passes += 1
+            while len(tokens) < max_new_tokens:
+                token = int(logits.argmax())
+                tokens.append(token)
+                if token in eos or len(tokens) >= max_new_tokens:
+                    break
+                logits = self.decoder(torch.tensor([[token]], device=self.decoder.device), past_key_values=cache, use_cache=True).logits[0, -1]
+                passes += 1
+        t2 = time.perf_counter()
+        return HybridResult(tokens, t1 - t0, t2 - t1, t2 - t0, passes)
+
+    def save(self, out_dir: str | Path, tokenizer: Any = None) -> None:
+        """Write decoder/ (safetensors), projector.safetensors, tasc.json (config, target, training) and the tokenizer."""
+        from safetensors.torch import save_file
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / ".hybrid-tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        self.decoder.save_pretrained(tmp / DECODER_DIR)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.projector.state_dict().items()}, str(tmp / PROJECTOR_FILE))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        write_meta(tmp, {**self.meta, "role": "hybrid", "hybrid": asdict(self.config)})
+        for item in tmp.iterdir():
+            target = out_dir / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            item.replace(target)
+        tmp.rmdir()
+
+    @classmethod
+    def load(cls, path: str | Path, target: LoadedModel | None = None, device: str | None = None) -> "HybridModel":
+        """Load a saved hybrid; with `target`, check it is the kind of model the hybrid was trained on.
+
+        Raises:
+            ModelError: not a hybrid directory, or the target's hidden size or vocabulary differ.
+        """
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoModelForCausalLM
+
+        path = Path(path)
+        meta = read_meta(path)
+        if meta.get("role") != "hybrid" or not (path / PROJECTOR_FILE).is_file():
+            raise ModelError(f"{str(path)!r} is not a hybrid model directory (tasc train-hybrid writes one)")
+        config = HybridConfig(**meta["hybrid"])
+        device = device or (target.device if target is not None else "cpu")
+        if target is not None:
+            hidden = target.model.config.hidden_size
+            vocab = target.model.get_input_embeddings().weight.shape[0]
+            if (hidden, vocab) != (meta.get("target_hidden_size"), meta.get("target_vocab_size")):
+                raise ModelError(
+                    f"hybrid {path} was trained on a target with hidden size {meta.get('target_hidden_size')} and "
+                    f"{meta.get('target_vocab_size')} tokens; {target.name!r} has {hidden} and {vocab}"
+                )
+        decoder = AutoModelForCausalLM.from_pretrained(path / DECODER_DIR, dtype=torch.float32).to(device).eval()
+        projector = make_projector(config.projector, meta["target_hidden_size"], decoder.config.hidden_size)
+        projector.load_state_dict(load_file(str(path / PROJECTOR_FILE)))
+        return cls(decoder, projector.to(device).eval(), config, meta)
+
+
+def _examples(lm: LoadedModel, corpus: Corpus, config: HybridConfig) -> tuple[list[list[int]], list[tuple[int, list[int]]]]:
+    """Prompts of up to `max_inputs` distinct inputs, and (prompt index, answer ids) examples of all their rows."""
+    inputs = list(dict.fromkeys(corpus.inputs or []))
+    random.Random(config.seed).shuffle(inputs)
+    index = {text: i for i, text in enumerate(inputs[: config.max_inputs])}
+    prompts = [lm.prompt_format.prompt_ids(lm.tokenizer, text) for text in index]
+    examples = []
+    for text, output in corpus.pairs():
+        if text in index:
+            room = config.max_length - len(prompts[index[text]])
+            answer = answer_ids(lm.tokenizer, output)[: max(room, 0)]
+            if answer:
+                examples.append((index[text], answer))
+    return prompts, examples
+
+
+def train_hybrid(
+    target: str,
+    corpus: Corpus,
+    out_dir: str | Path,
+    config: HybridConfig | None = None,
+    *,
+    device: str | None = None,
+    resume: bool = False,
+    trust_remote_code: bool = False,
+    on_progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Train a projector and a small decoder on the frozen target's prompt states; save the hybrid.
+
+    Args:
+        target: the frozen encoder (alias, directory, hub id); its prompt format is used.
+        corpus: input -> output rows.
+        out_dir: where the hybrid (and its checkpoints, under OUT/checkpoints) go.
+        config: shapes and training amounts.
+        resume: continue an interrupted or cancelled run.
+    Returns:
+        Figures: steps, wall times (encoding, training), final loss, loss curve, paths.
+    Raises:
+        Cancelled: `cancel` was set; the checkpoint is kept for --resume.
+    """
+    import torch
+
+    config = config or HybridConfig()
+    config.check()
+    if corpus.inputs is None:
+        raise CorpusError(f"{corpus.source} has outputs only: the hybrid learns input -> output and needs inputs")
+    out_dir = Path(out_dir)
+    run_file = out_dir / CHECKPOINTS / RUN_FILE
+    if resume and run_file.is_file():
+        config = HybridConfig(**json.loads(run_file.read_text(encoding="utf-8")))
+    elif not resume and (out_dir / CHECKPOINTS).exists():
+        raise ValueError(f"{out_dir} holds checkpoints of an earlier run: pass --resume to continue it, or choose another --out")
+    t0 = time.perf_counter()
+    lm = load_model(target, device=device, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    lm.model.requires_grad_(False)  # frozen: only the projector and the decoder train
+    (out_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+
+    # 1. The decoder (fresh with PCA embeddings, or a trained draft model) and the projector.
+    torch.manual_seed(config.seed)
+    if config.decoder_init:
+        decoder = load_draft_model(config.decoder_init, lm)
+    else:
+        shape = DraftConfig(layers=config.layers, hidden=config.hidden, heads=config.heads, intermediate=config.intermediate, seed=config.seed)
+        decoder = build_draft_model(lm.model, shape).to(lm.device)
+    projector = make_projector(config.projector, lm.model.config.hidden_size, decoder.config.hidden_size).to(lm.device)
+    meta = {"target": target, "target_hidden_size": lm.model.config.hidden_size,
+            "target_vocab_size": lm.model.get_input_embeddings().weight.shape[0], "prompt_format": lm.prompt_format.to_dict()}
+    hybrid = HybridModel(decoder, projector, config, meta)
+
+    # 2. The target encodes each training prompt once.
+    prompts, examples = _examples(lm, corpus, config)
+    if not examples:
+        raise CorpusError(f"{corpus.source}: no example fits in max_length={config.max_length} tokens")
+    t_enc = time.perf_counter()
+    states: list[Any] = []
+    for start in range(0, len(prompts), config.encode_batch_size * 4):
+        states.extend(encode(lm.model, prompts[start : start + config.encode_batch_size * 4], config.encode_batch_size, cancel))
+        if on_progress:
+            on_progress(Progress("hybrid: encode", len(states), len(prompts), time.perf_counter() - t_enc))
+    encode_s = time.perf_counter() - t_enc
+
+    # 3. Train projector + decoder on the answer tokens.
+    def loss_fn(step: int) -> Any:
+        batch = [examples[i] for i in batch_indices(len(examples), config.batch_size, config.seed, step)]
+        return hybrid.loss([(states[p], prompts[p], answer) for p, answer in batch])
+
+    result = train_loop(
+        hybrid.module, loss_fn, LoopConfig(steps=config.steps, learning_rate=config.learning_rate, save_every=config.save_every),
+        out_dir / CHECKPOINTS / "train", task="hybrid: train", resume=resume, on_progress=on_progress, cancel=cancel,
+    )
+
+    # 4. Save.
+    training = {
+        "steps": result["steps"], "train_wall_s": result["wall_s"], "encode_wall_s": round(encode_s, 1),
+        "final_loss": result["final_loss"], "wall_s": round(time.perf_counter() - t0, 1),
+        "inputs": len(prompts), "examples": len(examples), "device": lm.device, "corpus": corpus.source,
+        "parameters": sum(p.numel() for p in hybrid.module.parameters()),
+    }
+    hybrid.meta["training"] = training
+    hybrid.save(out_dir, lm.tokenizer)
+    if not config.keep_checkpoints:
+        shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+    return {"out_dir": str(out_dir), **training, "losses": result["losses"]}

@@ -1,0 +1,141 @@
+"""Hybrid: the projector and decoder train on a frozen target, generate, save and reload, resume."""
+
+import json
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tasc.hybrid as hybrid_module
+from tasc.cli import main
+from tasc.corpus import load_corpus
+from tasc.draft_model import DraftConfig, build_draft_model, train_draft
+from tasc.errors import Cancelled, ModelError
+from tasc.hybrid import HybridConfig, HybridModel, encode, make_projector, train_hybrid
+from tasc.models import load_model, read_meta
+from tasc.train_loop import LoopConfig, train_loop
+from tests.tiny import save_tiny
+
+TINY = dict(layers=1, hidden=32, heads=2, steps=8, batch_size=4, save_every=2)
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    rows = [{"input": f"play {a} by {b}", "output": json.dumps({"intent": "PlayMusic", "slots": {"artist": b, "track": a}})}
+            for a in ("jazz", "blues", "rock", "pop") for b in ("miles", "nina", "bob")]
+    path = tmp_path_factory.mktemp("corpus") / "play.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_the_projector_carries_the_input_and_the_target_stays_frozen(tmp_path, tiny_model_dir):
+    """With no token embeddings in the prefix, only the projected target states tell the decoder the input."""
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    target_before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    lm.model.requires_grad_(False)
+    decoder = build_draft_model(lm.model, DraftConfig(layers=1, hidden=32, heads=2))
+    projector = make_projector("mlp", lm.model.config.hidden_size, 32)
+    model = HybridModel(decoder, projector, HybridConfig(add_token_embeddings=False))
+    assert not any(p is q for p in model.module.parameters() for q in lm.model.parameters())
+    # Two inputs that differ only in one word, with answers that depend on it: solvable only through the prefix.
+    pairs = [("colour red", "stop"), ("colour green", "go")]
+    prompts = [lm.prompt_format.prompt_ids(lm.tokenizer, text) for text, _ in pairs]
+    answers = [lm.tokenizer(out)["input_ids"] + [lm.eos_token_id] for _, out in pairs]
+    states = encode(lm.model, prompts)
+    batch = [(states[i], prompts[i], answers[i]) for i in range(2)]
+    with torch.no_grad():
+        start = model.loss(batch).item()
+    result = train_loop(model.module, lambda step: model.loss(batch), LoopConfig(steps=80, learning_rate=1e-2, save_every=100),
+                        tmp_path / "ckpt", task="toy")
+    assert result["final_loss"] < start * 0.1  # the loss falls far: both answers are learnt
+    assert projector[-1].weight.abs().sum() > 0  # the zero-initialised projector moved
+    for i in range(2):
+        out = model.generate(lm.model, prompts[i], max_new_tokens=len(answers[i]) + 2, eos_token_id=lm.eos_token_id)
+        assert out.tokens == answers[i]  # each input gets its own answer
+        assert out.encode_s > 0 and out.decode_s > 0 and out.wall_s >= out.encode_s + out.decode_s - 1e-6
+    for name, value in lm.model.state_dict().items():
+        assert torch.equal(value, target_before[name]), name  # the target did not change
+
+
+def test_train_hybrid_saves_reloads_and_generates_identically(tmp_path, tiny_model_dir, corpus_file, monkeypatch):
+    loaded = []
+    real_load = hybrid_module.load_model
+    monkeypatch.setattr(hybrid_module, "load_model", lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1])
+    events = []
+    result = train_hybrid(str(tiny_model_dir), load_corpus(corpus_file), tmp_path / "hybrid", HybridConfig(**TINY), device="cpu",
+                          on_progress=events.append)
+    assert not any(p.requires_grad for p in loaded[0].model.parameters())  # the target was frozen
+    assert result["steps"] == 8 and result["inputs"] == 12 and result["examples"] == 12
+    assert result["losses"][-1][1] < result["losses"][0][1]
+    assert {e.task for e in events} == {"hybrid: encode", "hybrid: train"}
+    saved = sorted(p.name for p in (tmp_path / "hybrid").iterdir())
+    assert "projector.safetensors" in saved and "decoder" in saved and "checkpoints" not in saved
+    assert not list(tmp_path.glob("hybrid/**/*.bin"))
+    meta = read_meta(tmp_path / "hybrid")
+    assert meta["role"] == "hybrid" and meta["training"]["steps"] == 8 and meta["hybrid"]["projector"] == "mlp"
+
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    first, second = HybridModel.load(tmp_path / "hybrid", lm), HybridModel.load(tmp_path / "hybrid", lm)
+    for text in ("play jazz by nina", "play something else"):
+        ids = lm.prompt_format.prompt_ids(lm.tokenizer, text)
+        a = first.generate(lm.model, ids, 20, lm.eos_token_id)
+        assert a.tokens == second.generate(lm.model, ids, 20, lm.eos_token_id).tokens
+        assert 1 <= len(a.tokens) <= 20 and a.decoder_passes == len(a.tokens)
+
+
+def test_resume_after_cancel_gives_the_uninterrupted_weights(tmp_path, tiny_model_dir, corpus_file):
+    corpus = load_corpus(corpus_file)
+    train_hybrid(str(tiny_model_dir), corpus, tmp_path / "straight", HybridConfig(**TINY), device="cpu")
+    cancel = threading.Event()
+    with pytest.raises(Cancelled, match="step 5/8"):
+        train_hybrid(str(tiny_model_dir), corpus, tmp_path / "resumed", HybridConfig(**TINY), device="cpu",
+                     on_progress=lambda p: p.task == "hybrid: train" and p.done == 5 and cancel.set(), cancel=cancel)
+    result = train_hybrid(str(tiny_model_dir), corpus, tmp_path / "resumed", HybridConfig(**TINY), device="cpu", resume=True)
+    assert result["steps"] == 8
+    for name in ("projector.safetensors", "decoder/model.safetensors"):
+        a, b = load_file(str(tmp_path / "straight" / name)), load_file(str(tmp_path / "resumed" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_decoder_can_start_from_a_trained_draft_model(tmp_path, tiny_model_dir, corpus_file, tiny_lm):
+    corpus = load_corpus(corpus_file)
+    train_draft(str(tiny_model_dir), corpus, tmp_path / "draft",
+                DraftConfig(layers=1, hidden=32, heads=2, pretrain_texts=4, pretrain_new_tokens=4, pretrain_steps=2, steps=4, batch_size=4),
+                device="cpu")
+    train_hybrid(str(tiny_model_dir), corpus, tmp_path / "hybrid",
+                 HybridConfig(**{**TINY, "steps": 0, "decoder_init": str(tmp_path / "draft")}), device="cpu")
+    # With zero steps the zero-initialised projector adds nothing: the hybrid answers as the draft model does.
+    model = HybridModel.load(tmp_path / "hybrid", tiny_lm)
+    draft = load_file(str(tmp_path / "draft" / "model.safetensors"))
+    decoder = load_file(str(tmp_path / "hybrid" / "decoder" / "model.safetensors"))
+    assert all(torch.equal(draft[k], decoder[k]) for k in draft)
+    ids = tiny_lm.prompt_format.prompt_ids(tiny_lm.tokenizer, "play pop by bob")
+    greedy_of_draft = model.decoder.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False, eos_token_id=tiny_lm.eos_token_id,
+                                             pad_token_id=tiny_lm.eos_token_id)[0, len(ids):].tolist()
+    assert model.generate(tiny_lm.model, ids, 10, tiny_lm.eos_token_id).tokens == greedy_of_draft
+
+
+def test_load_rejects_other_targets_and_other_directories(tmp_path, tiny_model_dir, corpus_file):
+    train_hybrid(str(tiny_model_dir), load_corpus(corpus_file), tmp_path / "hybrid", HybridConfig(**{**TINY, "steps": 1}), device="cpu")
+    other_dir = save_tiny(tmp_path / "other", texts=["a different vocabulary entirely"] * 5)
+    other = load_model(str(other_dir), device="cpu")
+    with pytest.raises(ModelError, match="was trained on a target"):
+        HybridModel.load(tmp_path / "hybrid", other)
+    with pytest.raises(ModelError, match="not a hybrid model directory"):
+        HybridModel.load(tiny_model_dir)
+    with pytest.raises(ValueError, match="projector must be"):
+        HybridConfig(projector="conv").check()
+
+
+def test_cli_train_hybrid(tmp_path, tiny_model_dir, corpus_file, capsys):
+    argv = ["train-hybrid", "--target", str(tiny_model_dir), "--corpus", str(corpus_file), "--out", str(tmp_path / "h"),
+            "--layers", "1", "--hidden", "32", "--heads", "2", "--steps", "2", "--batch-size", "2", "--projector", "linear",
+            "--device", "cpu", "--json", str(tmp_path / "r.json")]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["steps"] == 2
+    assert read_meta(tmp_path / "h")["hybrid"]["projector"] == "linear"
+    txt = tmp_path / "outputs.txt"
+    txt.write_text("only outputs\nno inputs\n")
+    assert main(["train-hybrid", "--target", str(tiny_model_dir), "--corpus", str(txt), "--out", str(tmp_path / "x")]) == 2
+    assert "needs inputs" in capsys.readouterr().err
