@@ -17,13 +17,16 @@ import torch
 
 from tasc.decode import DecodeConfig, GenerationResult, generate
 from tasc.drafts import CONTEXT, CORPUS, NoDraft, SpecConfig, build_corpus_index, make_drafter
+from tasc.model_drafts import AssistConfig
 from tasc.models import LoadedModel
 from tasc.ngram_index import CorpusIndex, normalised_keys
 from tasc.progress import Progress, ProgressFn, check_cancel
 
 GREEDY_METHODS = ("greedy", "greedy-loop")
 DEFAULT_METHODS = ("greedy", "greedy-loop", "pld", "tasc-spec")
-KNOWN_METHODS = DEFAULT_METHODS + ("tasc-corpus", "tasc-context")
+# Trained comparison modes (tasc.bench_models): need --draft-model / --hybrid-model directories.
+MODEL_METHODS = ("draft-model", "draft-model-hf", "draft-model+tasc", "hybrid")
+KNOWN_METHODS = DEFAULT_METHODS + ("tasc-corpus", "tasc-context") + MODEL_METHODS
 
 
 @dataclass
@@ -36,6 +39,9 @@ class BenchConfig:
     pld_tokens: int = 10  # transformers prompt lookup: draft length
     pld_ngram: int = 2  # transformers prompt lookup: longest n-gram matched
     spec: SpecConfig = field(default_factory=SpecConfig)  # TASC-spec drafting parameters
+    draft_model: str | None = None  # draft model directory (tasc train-draft) for the draft-model methods
+    hybrid_model: str | None = None  # hybrid directory (tasc train-hybrid) for the hybrid method
+    assist: AssistConfig = field(default_factory=AssistConfig)  # draft-model drafting and mixing parameters
 
 
 @dataclass
@@ -120,6 +126,10 @@ def method_runner(
         drafter = make_drafter(method, lm.tokenizer, corpus_index, config.spec, keys)
         # One drafter per method for the whole run: its acceptance statistics keep learning.
         return lambda ids: _run_loop(lm, ids, drafter, config)
+    if method in MODEL_METHODS:
+        from tasc.bench_models import model_method_runner
+
+        return model_method_runner(method, lm, corpus_index, config)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(KNOWN_METHODS)}")
 
 
@@ -152,6 +162,7 @@ def run_bench(
     config: BenchConfig | None = None,
     on_progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    references: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Time every method on every prompt; return figures and speed-ups against greedy.
 
@@ -160,6 +171,8 @@ def run_bench(
         prompts: task inputs (rendered with `lm.prompt_format`).
         corpus_outputs: the task output corpus the TASC drafters index.
         config: methods and settings.
+        references: per prompt, its reference outputs; when given, each method's figures get a
+            "quality" entry (BLEU/chrF, or JSON exact match and slot F1), needed by lossy methods.
     Returns:
         {"model", "device", "n_prompts", "max_new_tokens", "methods": {name: figures}, ...}.
     """
@@ -170,8 +183,10 @@ def run_bench(
         raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(KNOWN_METHODS)}")
     if not prompts:
         raise ValueError("no prompts to benchmark")
+    if references is not None and len(references) != len(prompts):
+        raise ValueError(f"got {len(references)} reference lists for {len(prompts)} prompts")
     t_index = time.perf_counter()
-    needs_index = any(m in ("tasc-spec", "tasc-corpus") for m in methods)
+    needs_index = any(m in ("tasc-spec", "tasc-corpus", "draft-model+tasc") for m in methods)
     corpus_index = build_corpus_index(lm.tokenizer, corpus_outputs) if needs_index else None
     index_s = time.perf_counter() - t_index
     runners = {m: method_runner(m, lm, corpus_index, config) for m in methods}
@@ -193,15 +208,24 @@ def run_bench(
 
     reference = [r.tokens for r in runs["greedy"]]
     figures = {m: summarise(runs[m], reference, lm.eos_token_id) for m in methods}
+    if references is not None:  # quality of every method's answers (lossy methods differ from greedy's)
+        from tasc.bench_models import answer_quality
+
+        for m in methods:
+            texts = [lm.tokenizer.decode(r.tokens, skip_special_tokens=True).strip() for r in runs[m]]
+            figures[m]["quality"] = answer_quality(texts, references)
     baseline = min(figures[m]["wall_s"] for m in methods if m in GREEDY_METHODS)
     for m, fig in figures.items():
         fig["speedup"] = round(baseline / fig["wall_s"], 3) if fig["wall_s"] else 0.0
     if "pld" in figures:
         for fig in figures.values():
             fig["speedup_vs_pld"] = round(figures["pld"]["wall_s"] / fig["wall_s"], 3) if fig["wall_s"] else 0.0
+    from tasc.report import machine_info
+
     return {
         "model": lm.name,
         "device": lm.device,
+        "machine": machine_info(),
         "n_prompts": len(prompts),
         "max_new_tokens": config.max_new_tokens,
         "corpus_outputs": len(corpus_outputs),
@@ -221,14 +245,22 @@ def overlap_warning(prompt_refs: Sequence[str], corpus_outputs: Sequence[str]) -
     return None
 
 
+def _quality_text(quality: dict[str, Any] | None) -> str:
+    """The headline quality figures of one method ("" when not measured)."""
+    if not quality:
+        return ""
+    keys = ("exact_match", "slot_f1") if quality.get("task") == "json" else ("bleu", "chrf")
+    return " ".join(f"{k}={quality[k]}" for k in keys if k in quality)
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The benchmark as a fixed-width text table."""
-    header = f"{'method':<14}{'tok/s':>8}{'speedup':>9}{'vs pld':>8}{'tok/pass':>10}{'passes':>8}{'identical':>11}"
+    header = f"{'method':<18}{'tok/s':>8}{'speedup':>9}{'vs pld':>8}{'tok/pass':>10}{'passes':>8}{'identical':>11}  quality"
     lines = [f"model={report['model']} device={report['device']} prompts={report['n_prompts']} max_new_tokens={report['max_new_tokens']}", header]
     for name, fig in report["methods"].items():
         lines.append(
-            f"{name:<14}{fig['tokens_per_s']:>8.1f}{fig['speedup']:>8.2f}x{fig.get('speedup_vs_pld', 0):>7.2f}x"
-            f"{fig['mean_accepted']:>10.2f}{fig['forward_passes']:>8}{fig['identical_to_greedy']:>11.2f}"
+            f"{name:<18}{fig['tokens_per_s']:>8.1f}{fig['speedup']:>8.2f}x{fig.get('speedup_vs_pld', 0):>7.2f}x"
+            f"{fig['mean_accepted']:>10.2f}{fig['forward_passes']:>8}{fig['identical_to_greedy']:>11.2f}  {_quality_text(fig.get('quality'))}"
         )
     return "\n".join(lines)
 

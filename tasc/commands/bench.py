@@ -9,6 +9,8 @@ from typing import Any
 
 from tasc.cli import add_common, add_model_options
 
+SPLITS = ("all", "train", "heldout")
+
 
 def register(subparsers: Any) -> None:
     """Add the `bench` parser."""
@@ -23,26 +25,34 @@ def register(subparsers: Any) -> None:
     p.add_argument("--shots", type=int, default=0, help="few-shot examples from the corpus (for models without a stored prompt format)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up prompts")
     p.add_argument("--html", help="plot file (default: next to --json, .html)")
+    p.add_argument("--draft-model", metavar="DIR", help="draft model (tasc train-draft) for draft-model, draft-model-hf, draft-model+tasc")
+    p.add_argument("--hybrid-model", metavar="DIR", help="hybrid (tasc train-hybrid) for the hybrid method")
+    p.add_argument("--corpus-split", choices=SPLITS, default="all", help="part of --corpus to draft from (split by input)")
+    p.add_argument("--prompts-split", choices=SPLITS, default="all", help="part of --prompts to answer (split by input)")
+    p.add_argument("--heldout-fraction", type=float, default=0.1, help="share of distinct inputs held out by the splits")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the splits")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load model, corpus and prompts; run the benchmark; print the table; save the plots."""
     from tasc.bench import BenchConfig, format_table, overlap_warning, run_bench
-    from tasc.corpus import load_corpus
+    from tasc.corpus import load_corpus, select_split
     from tasc.models import load_model
     from tasc.progress import Progress
 
     if args.n < 1 or args.max_new_tokens < 1:
         raise ValueError("--n and --max-new-tokens must be at least 1")
-    corpus = load_corpus(args.corpus)
-    prompts = load_corpus(args.prompts)
+    corpus = select_split(load_corpus(args.corpus), args.corpus_split, args.heldout_fraction, args.split_seed)
+    prompts = select_split(load_corpus(args.prompts), args.prompts_split, args.heldout_fraction, args.split_seed)
     if prompts.inputs is None:
         raise ValueError(f"{args.prompts} has no input column: the prompts file needs `input` values")
     # One prompt per distinct input (E2E repeats inputs with several references).
     seen: dict[str, str] = {}
+    refs: dict[str, list[str]] = {}  # every reference of an input, for the quality scores
     for inp, out in zip(prompts.inputs, prompts.outputs):
         seen.setdefault(inp, out)
+        refs.setdefault(inp, []).append(out)
     inputs = list(seen)[: args.n]
     warning = overlap_warning([seen[i] for i in inputs], corpus.outputs)
     if warning:
@@ -54,7 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--shots needs a corpus with inputs")
         lm.prompt_format = lm.prompt_format.with_shots(corpus.pairs()[: args.shots])
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    config = BenchConfig(methods=methods, max_new_tokens=args.max_new_tokens, warmup=args.warmup)
+    config = BenchConfig(methods=methods, max_new_tokens=args.max_new_tokens, warmup=args.warmup,
+                         draft_model=args.draft_model, hybrid_model=args.hybrid_model)
 
     from tqdm import tqdm
 
@@ -64,7 +75,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bar.n = p.done
         bar.refresh()
 
-    report = run_bench(lm, inputs, corpus.outputs, config, on_progress=on_progress)
+    report = run_bench(lm, inputs, corpus.outputs, config, on_progress=on_progress, references=[refs[i] for i in inputs])
     bar.close()
     report.update({"corpus": corpus.source, "prompts": prompts.source, "shots": args.shots, "warning": warning})
     print(format_table(report))
