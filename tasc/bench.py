@@ -53,6 +53,8 @@ class MethodRun:
     forward_passes: int
     accepted_by_source: dict[str, int] = field(default_factory=dict)
     step_lengths: list[int] = field(default_factory=list)
+    draft_s: float = 0.0  # time spent drafting (our loop only)
+    forward_s: float = 0.0  # time in forward passes and acceptance, prefill included (our loop only)
 
 
 class ForwardCounter:
@@ -108,7 +110,9 @@ def _run_loop(lm: LoadedModel, prompt_ids: list[int], drafter: Any, config: Benc
     for step in result.steps:
         for src in step.sources[: step.n_accepted]:
             by_source[src] = by_source.get(src, 0) + 1
-    return MethodRun(result.tokens, wall, result.forward_passes, by_source, [len(s.tokens) for s in result.steps])
+    draft_s = sum(s.draft_s for s in result.steps)
+    forward_s = sum(s.forward_s for s in result.steps)
+    return MethodRun(result.tokens, wall, result.forward_passes, by_source, [len(s.tokens) for s in result.steps], draft_s, forward_s)
 
 
 def method_runner(
@@ -151,6 +155,11 @@ def summarise(runs: list[MethodRun], reference: list[list[int]], eos: int | None
         "mean_accepted": round(new_tokens / passes, 3) if passes else 0.0,
         "identical_to_greedy": round(identical / len(runs), 4) if runs else 0.0,
         "accepted_by_source": accepted,
+        # Where the time goes (our loop only): drafting, forward passes, and the rest (Python, cache, sampling).
+        "time_split": {
+            "draft": round(sum(r.draft_s for r in runs) / wall, 4) if wall else 0.0,
+            "forward": round(sum(r.forward_s for r in runs) / wall, 4) if wall else 0.0,
+        } if any(r.forward_s for r in runs) else None,
         "step_lengths": [n for r in runs for n in r.step_lengths],
     }
 
