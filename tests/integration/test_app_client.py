@@ -1,0 +1,149 @@
+"""The app end to end through gradio_client, launched in-process on the tiny model: each tab's main action."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+import app
+from tests.app_harness import running_app
+
+SPEC = app.ARENA_SPEC
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir, tmp_path_factory):
+    """The app served on the tiny model for this module."""
+    with running_app(tiny_model_dir, tmp_path_factory.mktemp("app")) as ra:
+        yield ra
+
+
+@pytest.fixture
+def client(served):
+    """A fresh client (its own Gradio session)."""
+    return Client(served.url, verbose=False)
+
+
+def value(output):
+    """A component's value from a client result (a gr.update arrives as a dict)."""
+    return output["value"] if isinstance(output, dict) and output.get("__type__") == "update" else output
+
+
+def arena(client, prompt, method=SPEC, max_new=32, shots=2, ft_model=None):
+    """Run the Arena to the end; return (all streamed outputs, final outputs)."""
+    job = client.submit(prompt, method, ft_model, max_new, shots, api_name="/arena")
+    updates = list(job)
+    return updates, job.result()
+
+
+def test_corpus_example_loads_with_stats_preview_and_heldout_prompts(client):
+    # the session token (gr.State) never leaves the server: the client gets the five visible outputs
+    summary, preview, export, heldout, prompt = client.predict("support_tickets.jsonl", api_name="/use_example")
+    assert "support_tickets.jsonl" in summary and "150 rows" in summary and "held out" in summary
+    assert "base tokens per output" in summary
+    assert preview["headers"] == ["input", "output"] and len(preview["data"]) == app.PREVIEW_ROWS
+    assert prompt and prompt in [c[1] for c in heldout["choices"]]
+    assert value(export).endswith("support_tickets.csv")
+
+
+def test_corpus_upload_picks_columns_and_exports_escaped_csv(client, tmp_path):
+    path = tmp_path / "formulas.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["request", "reply"])
+        for i in range(12):
+            w.writerow([f"question {i}", f"=SUM(A{i})" if i % 2 else f"answer {i}"])
+    with pytest.raises(AppError, match="no output column found"):  # neither column has a known name
+        client.predict(handle_file(str(path)), "(auto)", "(auto)", api_name="/load_corpus")
+    summary, preview, export, _, _ = client.predict(handle_file(str(path)), "reply", "request",
+                                                       api_name="/load_corpus")
+    assert "formulas.csv" in summary and "12 rows" in summary
+    assert "=SUM(A1)" in [row[1] for row in preview["data"]]  # kept as data for training
+    with open(value(export), newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["input", "output"]
+    assert "'=SUM(A1)" in [r[1] for r in rows] and "=SUM(A1)" not in [r[1] for r in rows]
+
+
+def test_bad_upload_gets_a_clear_message_and_the_next_request_works(client, tmp_path):
+    bad = tmp_path / "data.csv"
+    bad.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    with pytest.raises(AppError, match="ZIP archive"):
+        client.predict(handle_file(str(bad)), "(auto)", "(auto)", api_name="/load_corpus")
+    summary, *_ = client.predict("weather_reports.jsonl", api_name="/use_example")
+    assert "weather_reports.jsonl" in summary
+
+
+def test_arena_streams_both_panes_and_shows_identical_output(client):
+    *_, prompt = client.predict("support_tickets.jsonl", api_name="/use_example")
+    updates, final = arena(client, prompt, max_new=48)
+    left, left_stats, right, right_stats, verdict, plot_tokens, plot_latency, plot_hist = final
+    assert len(updates) >= 2  # streamed, not one answer at the end
+    left_text = "".join(s["token"] for s in left)
+    right_text = "".join(s["token"] for s in right)
+    assert left_text == right_text and left_text
+    assert "identical output ✓" in verdict
+    labels = {s["class_or_confidence"] for s in right}
+    assert labels & {"corpus", "context"}, "no accepted draft token was highlighted"
+    assert {s["class_or_confidence"] for s in left} == {None}  # plain greedy never drafts
+    assert "48 tokens" in left_stats and "tokens/s" in right_stats and "forward passes" in right_stats
+    for plot in (plot_tokens, plot_latency, plot_hist):
+        fig = json.loads(plot["plot"])
+        assert len(fig["data"]) == 2  # one trace per pane
+
+
+def test_arena_prompt_lookup_method_and_typed_prompt(client):
+    client.predict("weather_reports.jsonl", api_name="/use_example")
+    _, final = arena(client, "city[Oslo], condition[snow], high[2], low[-4]", method=app.ARENA_LOOKUP, max_new=24)
+    assert "identical output ✓" in final[4]
+    assert "corpus" not in {s["class_or_confidence"] for s in final[2]}  # prompt lookup never drafts from the corpus
+
+
+@pytest.mark.parametrize("prompt, method, message", [
+    ("", SPEC, "Type a prompt"),
+    ("x" * 5000, SPEC, "at most 4,000"),
+    ("hello", "magic", "Unknown method"),
+    ("hello", app.ARENA_FT, "No fine-tuned model"),
+])
+def test_arena_bad_requests_get_clear_messages(client, prompt, method, message):
+    client.predict("weather_reports.jsonl", api_name="/use_example")
+    with pytest.raises(AppError, match=message):
+        arena(client, prompt, method=method)
+
+
+def test_sessions_are_isolated(served):
+    a, b = Client(served.url, verbose=False), Client(served.url, verbose=False)
+    a.predict("weather_reports.jsonl", api_name="/use_example")
+    with pytest.raises(AppError, match="No corpus loaded"):  # b never loaded one; a's is not visible
+        arena(b, "city[Oslo], condition[snow], high[2], low[-4]")
+    sessions = list(app.store()._sessions.values())
+    assert len({s.token for s in sessions}) == len(sessions)
+
+
+def test_benchmark_runs_on_heldout_prompts(client):
+    client.predict("weather_reports.jsonl", api_name="/use_example")
+    status, table, plot = client.predict(2, 16, 1, api_name="/benchmark")
+    assert status.startswith("Done: 2 held-out prompts")
+    methods = [row[0] for row in table["data"]]
+    assert methods == list(app.BENCH_METHODS)
+    assert all(row[-1] == "100%" for row in table["data"])  # every method is lossless
+    assert json.loads(plot["plot"])["data"]
+
+
+def test_stopping_a_stream_frees_its_generation(served):
+    c = Client(served.url, verbose=False)
+    c.predict("weather_reports.jsonl", api_name="/use_example")
+    job = c.submit("city[Oslo], condition[snow], high[2], low[-4]", app.ARENA_LOOKUP, None, 256, 0, api_name="/arena")
+    for _ in job:
+        break  # first streamed update
+    job.cancel()
+    for _ in range(100):
+        if not app.ACTIVE_GENERATIONS:
+            break
+        time.sleep(0.05)
+    assert app.ACTIVE_GENERATIONS == {}

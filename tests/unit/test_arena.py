@@ -1,0 +1,91 @@
+"""The Arena's race and lanes: fair interleaving, figures, labelled spans, lossless on a tiny model."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasc.arena import Lane, race
+from tasc.decode import DecodeConfig, Step, speculative_steps
+from tasc.drafts import build_corpus_index, make_drafter
+
+
+def step(tokens, sources, seconds, finished=False, n_accepted=None):
+    n_acc = sum(s != "model" for s in sources) if n_accepted is None else n_accepted
+    return Step(tokens, n_acc, sources, [], 0.0, seconds, 0.0, finished)
+
+
+def test_lane_folds_steps_into_figures():
+    lane = Lane("x")
+    lane.add(step([1], ["model"], 0.5))
+    lane.add(step([2, 3, 4], ["corpus", "context", "model"], 0.25, finished=True))
+    st = lane.stats()
+    assert st == {"tokens": 4, "passes": 2, "seconds": 0.75, "tokens_per_s": pytest.approx(5.33, abs=0.01),
+                  "tokens_per_pass": 2.0, "accepted": 2}
+    assert lane.accepted_by_source() == {"corpus": 1, "context": 1}
+    assert lane.timeline() == [(0.0, 0), (0.5, 1), (0.75, 4)]
+    assert lane.finished and lane.step_lengths == [1, 3]
+
+
+def test_race_advances_the_lane_with_less_compute_time():
+    slow = iter([step([1], ["model"], 1.0), step([1], ["model"], 1.0, finished=True)])
+    fast = iter([step([1], ["model"], 0.1)] * 5 + [step([1], ["model"], 0.1, finished=True)])
+    lanes = [Lane("slow"), Lane("fast")]
+    order = []
+    for ls in race(lanes, [slow, fast]):
+        order.append((ls[0].passes, ls[1].passes))
+    # slow takes one step, then fast catches up (six 0.1 s steps) before slow takes its second
+    assert order[0] == (1, 0) and order[-1] == (2, 6)
+    assert order.index((1, 6)) < order.index((2, 6))
+
+
+def test_race_ends_a_stream_that_stops_without_finishing():
+    lanes = [Lane("a")]
+    assert len(list(race(lanes, [iter([step([1], ["model"], 0.1)])]))) == 2
+    assert lanes[0].finished
+    with pytest.raises(ValueError, match="1 lanes but 2"):
+        next(race([Lane("a")], [iter([]), iter([])]))
+
+
+class FakeTokenizer:
+    """Decodes ids to letters; id 9 is half of the two-token character 'é' (shown broken alone)."""
+
+    def decode(self, ids, skip_special_tokens=True):
+        out = ""
+        i = 0
+        while i < len(ids):
+            if ids[i] == 9:
+                out += "é" if i + 1 < len(ids) and ids[i + 1] == 10 else "\ufffd"
+                i += 2 if i + 1 < len(ids) and ids[i + 1] == 10 else 1
+            else:
+                out += "abcdefgh"[ids[i]]
+                i += 1
+        return out
+
+
+def test_spans_label_accepted_runs_and_never_break_a_character():
+    lane = Lane("x")
+    lane.add(step([0, 1], ["model", "model"], 0.1))
+    lane.add(step([2, 3, 9], ["corpus", "corpus", "model"], 0.1))
+    lane.add(step([10, 4], ["context", "model"], 0.1))
+    spans = lane.spans(FakeTokenizer())
+    assert "".join(p for p, _ in spans) == "abcdéè"[:5] + "e"
+    assert spans[0] == ("ab", None) and spans[1] == ("cd", "corpus")
+    assert "\ufffd" not in "".join(p for p, _ in spans)
+    assert lane.spans(FakeTokenizer(), skip=[4])[-1][0].endswith("é")
+
+
+def test_race_of_greedy_and_tasc_spec_on_a_tiny_model_is_lossless(tiny_lm):
+    lm = tiny_lm
+    corpus = ['{"intent": "PlayMusic", "slots": {"artist": "miles davis"}}'] * 5
+    index = build_corpus_index(lm.tokenizer, corpus)
+    ids = lm.prompt_format.prompt_ids(lm.tokenizer, "play some jazz by miles davis")
+    config = DecodeConfig(max_new_tokens=40)
+    streams = [speculative_steps(lm.model, ids, None, config, lm.eos_token_id),
+               speculative_steps(lm.model, ids, make_drafter("tasc-spec", lm.tokenizer, index), config, lm.eos_token_id)]
+    lanes = [Lane("greedy"), Lane("spec")]
+    for _ in race(lanes, streams):
+        pass
+    assert lanes[0].tokens == lanes[1].tokens and len(lanes[0].tokens) > 0
+    assert lanes[1].passes <= lanes[0].passes
+    text = "".join(p for p, _ in lanes[1].spans(lm.tokenizer))
+    assert text == lm.tokenizer.decode(lanes[1].tokens, skip_special_tokens=True)
