@@ -147,3 +147,48 @@ def test_stopping_a_stream_frees_its_generation(served):
             break
         time.sleep(0.05)
     assert app.ACTIVE_GENERATIONS == {}
+
+
+def follow(job, until: str | None = None):
+    """Read a streaming job's updates; stop early at the first status containing `until`."""
+    last = None
+    for update in job:
+        last = update
+        if until and until in update[0]:
+            return update
+    return job.result() if until is None else last
+
+
+def test_finetune_lists_the_model_and_the_arena_races_it(served, tiny_model_dir):
+    c = Client(served.url, verbose=False)
+    c.predict("weather_reports.jsonl", api_name="/use_example")
+    status, loss, models_md, ft_model, methods = c.predict(str(tiny_model_dir), "LoRA (fast)", 4, None,
+                                                           api_name="/finetune")
+    assert status.startswith("✓ Done: 4 steps") and "Pick **fine-tuned #1" in status
+    assert loss["columns"] == ["step", "loss"] and len(loss["data"]) >= 2  # the live loss curve's points
+    assert "fine-tuned #1 (LoRA, 4 steps" in models_md
+    label = value(ft_model)
+    assert label.startswith("fine-tuned #1")
+    assert app.ARENA_FT_SPEC in [c[0] for c in methods["choices"]]
+    _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", app.ARENA_FT_SPEC, 24, 0, ft_model=label)
+    assert "fine-tuned" in final[4] and "tokens/s" in final[3]
+    (model,) = [m for s in app.store()._sessions.values() for m in s.models.values()]
+    assert (model.path / "model.safetensors").is_file() and (model.path / "tasc.json").is_file()
+
+
+def test_finetune_stop_then_resume_from_the_checkpoint(served, tiny_model_dir):
+    c = Client(served.url, verbose=False)
+    c.predict("weather_reports.jsonl", api_name="/use_example")
+    job = c.submit(str(tiny_model_dir), "Full fine-tune", 400, None, api_name="/finetune")
+    assert "Step" in follow(job, until="Step")[0]
+    stopped = c.predict(api_name="/finetune_stop")
+    stopped = stopped[0] if isinstance(stopped, (list, tuple)) else stopped
+    assert "Stopped at step" in stopped and "checkpoint is saved" in stopped
+    step = int(stopped.split("Stopped at step ")[1].split(";")[0])
+    job = c.submit(api_name="/finetune_resume")
+    update = follow(job, until="Step")
+    resumed_at = int(update[0].split("Step **")[1].split("/")[0])
+    assert resumed_at > step  # continued from the checkpoint, not from step 0
+    c.predict(api_name="/finetune_stop")
+    with pytest.raises(AppError, match="only a stopped fine-tune"):
+        Client(served.url, verbose=False).predict(api_name="/finetune_resume")
