@@ -330,6 +330,130 @@ def pick_heldout(value: str | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Vocabulary tab
+# --------------------------------------------------------------------------------------------
+TOKEN_COLOURS = {"token": "#dbe7fb", "token ": "#f8e5c4", "mined": "#7bd89f"}  # two alternating shades + new tokens
+
+
+def _mined_table(tokens: list[dict[str, Any]]):
+    """Mined strings as a sortable table."""
+    import pandas as pd
+
+    from tasc.studio_plots import shown
+
+    return pd.DataFrame([{"string": shown(t["text"]), "kind": t["kind"], "occurrences": t["count"],
+                          "base tokens": t["base_tokens"], "tokens saved": t["saved"], "round": t["round"],
+                          "uses": t["uses"]} for t in tokens],
+                        columns=["string", "kind", "occurrences", "base tokens", "tokens saved", "round", "uses"])
+
+
+def _token_view(decode: Callable[[list[int]], str], ids: list[int], base_size: int | None) -> list[tuple[str, str]]:
+    """A text cut into its tokens, alternately shaded; tokens at or above `base_size` marked as mined."""
+    from tasc.arena import labelled_spans
+
+    labels = ["mined" if base_size is not None and t >= base_size else ("token" if i % 2 == 0 else "token ")
+              for i, t in enumerate(ids)]
+    return [(piece, label) for piece, label in labelled_spans(decode, ids, labels, merge=False) if piece]
+
+
+@user_errors
+def vocab_tokenise(text: str, token: str | None, request: gr.Request):
+    """Show a text tokenised by the base tokenizer and by the enriched one (once strings are mined)."""
+    text = (text or "")[:MAX_PROMPT_CHARS]
+    if not text:
+        return [], [], ""
+    base = pool().get().tokenizer
+    ids = base(text, add_special_tokens=False)["input_ids"]
+    before = _token_view(lambda x: base.decode(x, skip_special_tokens=True), ids, None)
+    session = store().get(token, getattr(request, "session_hash", None))
+    mining = session.cache.get("mining") if session else None
+    if mining is None:
+        return before, [], f"**{len(ids)} tokens** with the base tokenizer. Mine the corpus to see the enriched tokenizer."
+    _, seg = mining
+    new_ids = seg.encode([text])[0]
+    after = _token_view(lambda x: seg.tokenizer.decode(x, skip_special_tokens=True), new_ids, seg.base_size)
+    ratio = len(ids) / max(len(new_ids), 1)
+    return before, after, f"**{len(ids)} → {len(new_ids)} tokens** ({ratio:.2f}× fewer) with the mined strings"
+
+
+@user_errors
+def vocab_mine(budget: float, rounds: float, token: str | None, request: gr.Request):
+    """Mine the training outputs for the strings worth a token of their own (no model change yet)."""
+    from tasc.ngrams import MiningConfig, mine
+    from tasc.studio_plots import compression_rounds, mined_bars
+    from tasc.vocab import TokenizerSegmenter
+
+    session = session_for(token, request)
+    require_corpus(session)
+    config = MiningConfig(budget=int(budget), rounds=int(rounds))
+    seg = TokenizerSegmenter(pool().get().tokenizer)
+    heldout = session.heldout.outputs if session.heldout is not None and len(session.heldout) else None
+    result = mine(session.train.outputs, seg, config, heldout=heldout)
+    session.cache["mining"] = (result, seg)
+    last = result.rounds[-1]
+    status = (f"Mined **{len(result.tokens)} strings** in {result.wall_s:.2f} s: the training outputs need "
+              f"**{last['compression']:.2f}× fewer tokens**"
+              + (f", held-out outputs {last['heldout_compression']:.2f}× fewer" if "heldout_compression" in last else "")
+              + ". Press **Enrich the model** to add them to the model's vocabulary.")
+    sample = session.train.outputs[0]
+    return (session.token, _mined_table([c.to_dict() for c in result.tokens]), mined_bars(result.tokens),
+            compression_rounds(result.rounds), status, sample, *vocab_tokenise(sample, session.token, request))
+
+
+def _rounds_from_events(job) -> list[dict[str, Any]]:
+    """Per-round figures carried by an enrichment job's progress events."""
+    rows: dict[int, dict[str, Any]] = {}
+    for e in job.events:
+        if "compression" in e.metrics:
+            rows[e.done] = {"round": e.done, **e.metrics}
+    return list(rows.values())
+
+
+@gpu(duration=300)
+@user_errors
+def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Request, progress=gr.Progress()):
+    """Mine, add the strings to the base model's tokenizer, initialise their embeddings, save the model."""
+    from tasc.jobs import CANCELLED, DONE, start_job
+    from tasc.ngrams import MiningConfig
+    from tasc.sessions import SessionModel
+    from tasc.studio_plots import compression_rounds
+    from tasc.vocab import enrich
+
+    session = session_for(token, request)
+    require_corpus(session)
+    config = MiningConfig(budget=int(budget), rounds=int(rounds))
+    heldout = session.heldout.outputs if session.heldout is not None and len(session.heldout) else None
+    out_dir = session.workdir / "models" / f"enriched-{secrets.token_hex(4)}"
+    job = start_job("enrich", enrich, app_model(), session.train.outputs, out_dir, config, heldout=heldout, slot="enrich")
+    session.jobs["enrich"] = job
+    try:
+        for j in job.follow():
+            p = j.latest
+            if p is not None:
+                progress((p.done, p.total), desc=p.message or "enrich")
+            rows = _rounds_from_events(j)
+            yield (p.message if p else "⏳ Loading the tokenizer…", compression_rounds(rows) if rows else gr.skip(),
+                   gr.skip())
+    finally:
+        if not job.finished:  # Stop pressed or the client left
+            job.cancel()
+    if job.status == DONE:
+        r = job.result
+        label = (f"enriched #{len(session.models_of('enriched')) + 1} (+{r['added']} tokens, "
+                 f"{r['compression']:.2f}× fewer)")
+        with session.lock:
+            session.models[label] = SessionModel(label, Path(r["out_dir"]), "enriched", r)
+        yield (f"✓ Added **{r['added']} tokens** to the model's vocabulary in {r['wall_s']:.1f} s: the corpus needs "
+               f"{r['compression']:.2f}× fewer tokens. Fine-tune **{label}** in the Fine-tune tab to teach the model "
+               "to use them.", compression_rounds(r["rounds"]),
+               gr.update(choices=finetune_base_choices(session), value=label))
+    elif job.status == CANCELLED:
+        yield "Enrichment stopped.", gr.skip(), gr.skip()
+    else:
+        raise gr.Error(job.error or "enrichment failed")
+
+
+# --------------------------------------------------------------------------------------------
 # Arena tab
 # --------------------------------------------------------------------------------------------
 def arena_methods(session) -> list[str]:
@@ -524,9 +648,10 @@ def device_note() -> str:
     return "⚪ Running on **CPU** (no GPU found): keep runs short (tens of steps) or use LoRA."
 
 
-def finetune_base_choices(session) -> list[str]:
-    """Models a fine-tune can start from: the base model and this session's enriched models."""
-    return [app_model()] + ([m.label for m in session.models_of("enriched")] if session else [])
+def finetune_base_choices(session) -> list[tuple[str, str]]:
+    """(label, value) of the models a fine-tune can start from: the base model and this session's enriched ones."""
+    base = [(f"{model_label(app_model())} (base model)", app_model())]
+    return base + ([(m.label, m.label) for m in session.models_of("enriched")] if session else [])
 
 
 def _loss_frame(job):
@@ -618,6 +743,8 @@ def finetune_start(base_model: str, method: str, steps: float, learning_rate: fl
     if lr is not None and not 0 < lr < 1:
         raise gr.Error(f"The learning rate must be between 0 and 1 (e.g. 0.001), got {lr}.")
     enriched = {m.label: m for m in session.models_of("enriched")}
+    if base_model not in enriched and base_model != app_model():
+        raise gr.Error(f"Unknown model {base_model!r}: start from the base model or an enriched one of this session.")
     spec = str(enriched[base_model].path) if base_model in enriched else app_model()
     lora = method.startswith("LoRA")
     config = FinetuneConfig(steps=steps, lora=lora, learning_rate=lr, save_every=max(1, min(50, steps // 4 or 1)),
@@ -703,11 +830,35 @@ def build_demo() -> gr.Blocks:
             export = gr.DownloadButton("Download as CSV", visible=False, size="sm")
         with gr.Tab("Vocabulary"):
             gr.Markdown(VOCAB_HELP)
+            with gr.Row():
+                budget = gr.Slider(10, 500, value=100, step=10, label="Budget: new tokens",
+                                   info="how many strings to add at most")
+                rounds = gr.Slider(1, 10, value=4, step=1, label="Rounds",
+                                   info="later rounds build longer strings from earlier picks")
+                mine_btn = gr.Button("Mine the corpus", variant="primary")
+                enrich_btn = gr.Button("Enrich the model")
+                enrich_stop = gr.Button("Stop", variant="stop")
+            vocab_status = gr.Markdown(elem_id="vocab-status")
+            with gr.Row():
+                vocab_bars = gr.Plot(label="Mined strings", elem_id="vocab-bars")
+                vocab_rounds = gr.Plot(label="Compression per round", elem_id="vocab-rounds")
+            vocab_table = gr.Dataframe(label="Mined strings (click a column header to sort)", interactive=False,
+                                       max_height=320, elem_id="vocab-table")
+            gr.Markdown("**See the difference.** Any text, cut into tokens: alternating shades mark token "
+                        "boundaries, <span style='background:#7bd89f'>green</span> tokens are mined strings.")
+            tok_text = gr.Textbox(label="Text to tokenise", lines=2, max_length=MAX_PROMPT_CHARS)
+            with gr.Row():
+                tok_before = gr.HighlightedText(label="base tokenizer", color_map=TOKEN_COLOURS, show_legend=False,
+                                                combine_adjacent=False, elem_id="tok-before")
+                tok_after = gr.HighlightedText(label="with the mined strings", color_map=TOKEN_COLOURS,
+                                               show_legend=False, combine_adjacent=False, elem_id="tok-after")
+            tok_counts = gr.Markdown(elem_id="tok-counts")
         with gr.Tab("Fine-tune"):
             gr.Markdown(FINETUNE_HELP)
             device = gr.Markdown(elem_id="ft-device")
             with gr.Row():
-                ft_base = gr.Dropdown([app_model()], value=app_model(), label="Start from",
+                ft_base = gr.Dropdown(finetune_base_choices(None), value=app_model(), label="Start from",
+                                      allow_custom_value=True,
                                       info="the base model, or one with an enriched vocabulary (Vocabulary tab)")
                 ft_method = gr.Radio(["LoRA (fast)", "Full fine-tune"], value="LoRA (fast)", label="Method")
                 ft_steps = gr.Slider(1, 1000, value=60, step=1, label="Steps", info="optimiser steps of 8 examples")
@@ -769,6 +920,15 @@ def build_demo() -> gr.Blocks:
         heldout.change(pick_heldout, heldout, prompt, api_visibility="private")
         demo.load(use_example, [example, token], corpus_outputs, api_visibility="private").then(
             device_note, None, device, api_visibility="private")
+
+        mine_btn.click(vocab_mine, [budget, rounds, token],
+                       [token, vocab_table, vocab_bars, vocab_rounds, vocab_status, tok_text, tok_before, tok_after,
+                        tok_counts], api_name="mine")
+        tok_text.submit(vocab_tokenise, [tok_text, token], [tok_before, tok_after, tok_counts], api_name="tokenise")
+        tok_text.blur(vocab_tokenise, [tok_text, token], [tok_before, tok_after, tok_counts], api_visibility="private")
+        enrich_event = enrich_btn.click(vocab_enrich, [budget, rounds, token], [vocab_status, vocab_rounds, ft_base],
+                                        api_name="enrich", concurrency_id="enrich", concurrency_limit=1)
+        enrich_stop.click(None, None, None, cancels=[enrich_event], api_visibility="private")
 
         arena_event = run_btn.click(
             arena_run, [prompt, method, ft_model, max_new, shots, token],

@@ -10,9 +10,10 @@ pass, per-step latency, cumulative tokens over time).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from tasc.decode import Step
 from tasc.drafts import MODEL
@@ -85,37 +86,55 @@ class Lane:
     def spans(self, tokenizer: Any, skip: Iterable[int] = ()) -> list[tuple[str, str | None]]:
         """The text as (piece, label) runs: label = source of accepted draft tokens, None for model tokens.
 
-        Pieces are cut from decodes of growing prefixes, so a character split over several tokens
-        is never shown broken. `skip` ids (EOS) are left out.
+        `skip` ids (EOS) are left out.
         """
         skip = set(skip)
-        runs: list[tuple[str | None, int]] = []  # (label, end index) of maximal same-label runs
-        for i, src in enumerate(self.sources):
-            label = None if src == MODEL else src
-            if runs and runs[-1][0] == label:
-                runs[-1] = (label, i + 1)
-            else:
-                runs.append((label, i + 1))
-        out: list[list[Any]] = []  # [piece, label]
-        prev = ""
-        for label, end in runs:
-            text = tokenizer.decode([t for t in self.tokens[:end] if t not in skip], skip_special_tokens=True)
-            common = len(os.path.commonprefix([prev, text]))
-            excess = len(prev) - common  # a character completed only now was shown as U+FFFD: take it back
-            while excess and out:
-                cut = min(excess, len(out[-1][0]))
-                out[-1][0] = out[-1][0][: len(out[-1][0]) - cut]
-                excess -= cut
-                if not out[-1][0]:
-                    out.pop()
-            piece = text[common:]
-            if piece:
-                if out and out[-1][1] == label:
-                    out[-1][0] += piece
-                else:
-                    out.append([piece, label])
-            prev = text
-        return [(piece, label) for piece, label in out]
+        kept = [(t, None if src == MODEL else src) for t, src in zip(self.tokens, self.sources) if t not in skip]
+        decode = functools.partial(tokenizer.decode, skip_special_tokens=True)
+        return labelled_spans(decode, [t for t, _ in kept], [label for _, label in kept], merge=True)
+
+
+def labelled_spans(decode: Callable[[list[int]], str], ids: Sequence[int], labels: Sequence[Any],
+                   merge: bool = True) -> list[tuple[str, Any]]:
+    """Cut the decoded text of `ids` into pieces carrying each token's label.
+
+    Pieces come from decodes of growing prefixes, so a character spelt by several tokens is never
+    shown broken: while incomplete it decodes to U+FFFD, and once complete it is taken back from
+    the earlier pieces and given to the token that completed it. With `merge`, neighbouring tokens
+    with the same label form one piece (one decode per run instead of per token).
+
+    Example: ids [a, b, x1, x2] with labels [None, None, "corpus", "corpus"], where x1 x2 spell
+    "é", give [("ab", None), ("é", "corpus")].
+    """
+    if len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} ids but {len(labels)} labels")
+    ends: list[tuple[Any, int]] = []  # (label, end index) of each piece to cut
+    for i, label in enumerate(labels):
+        if merge and ends and ends[-1][0] == label:
+            ends[-1] = (label, i + 1)
+        else:
+            ends.append((label, i + 1))
+    out: list[list[Any]] = []  # [piece, label]
+    prev = ""
+    for label, end in ends:
+        text = decode(list(ids[:end]))
+        common = len(os.path.commonprefix([prev, text]))
+        excess = len(prev) - common  # shown as U+FFFD until now: take it back
+        k = len(out) - 1
+        while excess and k >= 0:  # without merge, emptied pieces stay: one piece per token
+            cut = min(excess, len(out[k][0]))
+            out[k][0] = out[k][0][: len(out[k][0]) - cut]
+            excess -= cut
+            k -= 1
+        if merge:
+            out = [p for p in out if p[0]]
+        piece = text[common:]
+        if merge and out and out[-1][1] == label and piece:
+            out[-1][0] += piece
+        elif piece or not merge:
+            out.append([piece, label])
+        prev = text
+    return [(piece, label) for piece, label in out]
 
 
 def race(lanes: list[Lane], streams: list[Iterator[Step]]) -> Iterator[list[Lane]]:

@@ -192,3 +192,45 @@ def test_finetune_stop_then_resume_from_the_checkpoint(served, tiny_model_dir):
     c.predict(api_name="/finetune_stop")
     with pytest.raises(AppError, match="only a stopped fine-tune"):
         Client(served.url, verbose=False).predict(api_name="/finetune_resume")
+
+
+def test_vocabulary_mine_tokenise_enrich_then_finetune_the_enriched_model(served):
+    c = Client(served.url, verbose=False)
+    c.predict("support_tickets.jsonl", api_name="/use_example")
+    table, bars, rounds, status, text, before, after, counts = c.predict(40, 3, api_name="/mine")
+    assert status.startswith("Mined **") and "fewer tokens" in status
+    assert table["headers"][:2] == ["string", "kind"] and 0 < len(table["data"]) <= 40
+    savings = [row[4] for row in table["data"]]
+    assert all(s > 0 for s in savings)
+    assert json.loads(bars["plot"])["data"][0]["type"] == "bar"
+    xs = json.loads(rounds["plot"])["data"][0]["x"]
+    assert xs[:4] == [0, 1, 2, 3]  # round 0 is the base tokenizer (refill rounds may follow)
+    # the sample output, cut into tokens before and after: the same text, fewer tokens, some mined
+    assert "".join(s["token"] for s in before) == text == "".join(s["token"] for s in after)
+    assert len(after) < len(before) and "mined" in {s["class_or_confidence"] for s in after}
+    assert "→" in counts
+    before2, after2, counts2 = c.predict('{"intent": "refund_request", "priority": "normal"}', api_name="/tokenise")
+    assert len(after2) < len(before2)
+
+    job = c.submit(40, 3, api_name="/enrich")
+    updates = list(job)
+    status, rounds, ft_base = job.result()
+    assert status.startswith("✓ Added **") and len(updates) >= 2
+    label = value(ft_base)
+    assert label.startswith("enriched #1 (+")
+    assert json.loads(rounds["plot"])["data"]
+    status, *_ = c.predict(label, "LoRA (fast)", 2, None, api_name="/finetune")
+    assert status.startswith("✓ Done: 2 steps")
+    (ft,) = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "finetuned"
+             and "enriched" in json.loads((m.path / "tasc.json").read_text())]
+    _, final = arena(c, "Hi, my Volt USB-C hub is broken, order A1234567.", app.ARENA_FT_SPEC, 16, 0, ft_model=ft.label)
+    assert "tokens/s" in final[3]
+
+
+def test_vocabulary_needs_a_corpus_and_finetune_needs_a_known_model(served):
+    c = Client(served.url, verbose=False)
+    with pytest.raises(AppError, match="No corpus loaded"):
+        c.predict(40, 3, api_name="/mine")
+    c.predict("weather_reports.jsonl", api_name="/use_example")
+    with pytest.raises(AppError, match="Unknown model"):
+        c.predict("/etc", "LoRA (fast)", 2, None, api_name="/finetune")

@@ -79,7 +79,8 @@ def test_ensure_model_package_installs_only_on_a_space_without_it(monkeypatch, s
 def test_public_api_is_the_main_actions_only():
     demo = app.build_demo()
     public = sorted(d.api_name for d in demo.fns.values() if d.api_visibility == "public")
-    assert public == ["arena", "benchmark", "finetune", "finetune_resume", "finetune_stop", "load_corpus", "use_example"]
+    assert public == ["arena", "benchmark", "enrich", "finetune", "finetune_resume", "finetune_stop", "load_corpus",
+                      "mine", "tokenise", "use_example"]
 
 
 def test_long_events_have_concurrency_groups_and_stop_buttons():
@@ -91,7 +92,7 @@ def test_long_events_have_concurrency_groups_and_stop_buttons():
     assert (by_name["benchmark"].concurrency_id, by_name["benchmark"].concurrency_limit) == ("bench", 1)
     cancelling = [d for d in demo.fns.values() if d.cancels]
     cancelled = {demo.fns[i].api_name for d in cancelling for i in d.cancels}
-    assert {"arena", "benchmark", "finetune", "finetune_resume"} <= cancelled
+    assert {"arena", "benchmark", "enrich", "finetune", "finetune_resume"} <= cancelled
 
 
 def test_model_comes_from_the_environment(monkeypatch):

@@ -89,3 +89,13 @@ def test_race_of_greedy_and_tasc_spec_on_a_tiny_model_is_lossless(tiny_lm):
     assert lanes[1].passes <= lanes[0].passes
     text = "".join(p for p, _ in lanes[1].spans(lm.tokenizer))
     assert text == lm.tokenizer.decode(lanes[1].tokens, skip_special_tokens=True)
+
+
+def test_labelled_spans_one_piece_per_token_without_merge():
+    from tasc.arena import labelled_spans
+
+    tok = FakeTokenizer()
+    pieces = labelled_spans(tok.decode, [0, 9, 10, 1], ["a", "b", "a", "b"], merge=False)
+    assert pieces == [("a", "a"), ("", "b"), ("é", "a"), ("b", "b")]  # the completing token carries "é"
+    with pytest.raises(ValueError, match="2 ids but 1 labels"):
+        labelled_spans(tok.decode, [0, 1], ["a"])
