@@ -8,7 +8,9 @@ Layout and wiring only: every handler is a module-level function that calls `tas
 results into component values; listeners are attached at the bottom of `build_demo`. A session's
 corpus, jobs and models live server-side (`tasc.sessions`); the browser holds only a token.
 Environment: TASC_APP_MODEL (the base model, default smollm2-135m), TASC_APP_CACHE (work folder,
-default $TASC_HOME/app), TASC_APP_GENERATION_LIMIT (Arena requests served at once, default 4).
+default $TASC_HOME/app), TASC_APP_GENERATION_LIMIT (Arena requests served at once, default 4),
+TASC_APP_DRAFT_MODEL / TASC_APP_HYBRID_MODEL (directories from `tasc train-draft` / `tasc train-hybrid`
+for the base model: the Arena then offers the draft-model and hybrid modes).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ STOP_WAIT_S = 120.0  # how long Stop waits for a fine-tune to save its checkpoin
 YIELD_EVERY_S = 0.05  # the Arena streams at most this often (every step would flood the socket)
 ASSETS = ROOT / "assets"
 DEFAULT_EXAMPLE = "support_tickets.jsonl"
-SOURCE_COLOURS = {"corpus": "#2f80ed", "context": "#27ae60"}  # as tasc.plots.SOURCE_COLOURS
+SOURCE_COLOURS = {"corpus": "#2f80ed", "context": "#27ae60", "draft-model": "#9b59b6"}  # corpus/context as tasc.plots
 
 HEADER = """\
 # TASC Studio
@@ -79,8 +81,9 @@ ARENA_HELP = """\
 forward pass), on the right by the method you pick. Highlighted text was *drafted* and then accepted by
 the model in a single verification pass — <span style="color:#2f80ed">■</span> **corpus**: drafted from
 the task corpus; <span style="color:#27ae60">■</span> **context**: copied from the prompt or the answer so
-far; plain text: written by the model itself. TASC-spec only skips forward passes, so with the same model
-its answer is *identical* to plain greedy.
+far; <span style="color:#9b59b6">■</span> **draft-model**: drafted by a trained draft model; plain text:
+written by the model itself. TASC-spec only skips forward passes, so with the same model its answer is
+*identical* to plain greedy.
 """
 
 ARENA_SPEC = "TASC-spec (drafts from the corpus and the prompt)"
@@ -88,8 +91,13 @@ ARENA_LOOKUP = "Prompt lookup (drafts from the prompt only)"
 ARENA_FT = "TASC-ft (fine-tuned model, plain decoding)"
 ARENA_FT_SPEC = "TASC-ft + spec (fine-tuned model with TASC-spec)"
 # Arena method -> (which model: base or fine-tuned, drafter name for tasc.drafts.make_drafter)
+ARENA_DRAFT = "Trained draft model (a small model drafts)"
+ARENA_DRAFT_TASC = "Draft model + TASC (n-gram drafts first, else the draft model)"
+ARENA_HYBRID = "Hybrid (small decoder on the model's prompt states; not verified)"
 ARENA_METHODS = {ARENA_SPEC: ("base", "tasc-spec"), ARENA_LOOKUP: ("base", "tasc-context"),
-                 ARENA_FT: ("ft", "greedy"), ARENA_FT_SPEC: ("ft", "tasc-spec")}
+                 ARENA_FT: ("ft", "greedy"), ARENA_FT_SPEC: ("ft", "tasc-spec"),
+                 ARENA_DRAFT: ("base", "draft-model"), ARENA_DRAFT_TASC: ("base", "draft-model+tasc"),
+                 ARENA_HYBRID: ("base", "hybrid")}
 BENCH_METHODS = ("greedy", "greedy-loop", "pld", "tasc-spec")
 
 
@@ -456,12 +464,72 @@ def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Re
 # --------------------------------------------------------------------------------------------
 # Arena tab
 # --------------------------------------------------------------------------------------------
+def trained_dirs() -> dict[str, str]:
+    """Draft-model and hybrid directories the app was started with (TASC_APP_DRAFT_MODEL / TASC_APP_HYBRID_MODEL)."""
+    dirs = {"draft": os.environ.get("TASC_APP_DRAFT_MODEL"), "hybrid": os.environ.get("TASC_APP_HYBRID_MODEL")}
+    return {k: v for k, v in dirs.items() if v}
+
+
+@functools.cache
+def shared_draft_model(path: str) -> Any:
+    """The trained draft model, loaded once and shared read-only (each request drafts with its own cache)."""
+    from tasc.draft_model import load_draft_model
+
+    return load_draft_model(path, pool().get())
+
+
+@functools.cache
+def shared_hybrid(path: str) -> Any:
+    """The trained hybrid (projector + decoder), loaded once."""
+    from tasc.hybrid import HybridModel
+
+    return HybridModel.load(path, pool().get())
+
+
 def arena_methods(session) -> list[str]:
-    """Right-pane methods on offer: the fine-tuned ones only once this session has a fine-tuned model."""
+    """Right-pane methods on offer: fine-tuned ones once this session has a fine-tuned model, trained ones when given."""
     methods = [ARENA_SPEC, ARENA_LOOKUP]
     if session is not None and session.models_of("finetuned"):
         methods += [ARENA_FT, ARENA_FT_SPEC]
+    trained = trained_dirs()
+    if "draft" in trained:
+        methods += [ARENA_DRAFT, ARENA_DRAFT_TASC]
+    if "hybrid" in trained:
+        methods.append(ARENA_HYBRID)
     return methods
+
+
+def hybrid_steps(hybrid: Any, lm: Any, prompt_ids: list[int], max_new_tokens: int) -> Iterator[Any]:
+    """The hybrid's answer as one Step (it is not a verify loop: one target pass, then its own decoder)."""
+    from tasc.decode import Step
+    from tasc.drafts import MODEL
+
+    r = hybrid.generate(lm.model, prompt_ids, max_new_tokens, lm.eos_token_id)
+    yield Step(r.tokens, 0, [MODEL] * len(r.tokens), [], 0.0, r.wall_s, r.wall_s, True)
+
+
+def _right_stream(session, drafter_name: str, lm: Any, prompt_ids: list[int], config: Any) -> Iterator[Any]:
+    """The right pane's Step stream for a method's drafter (or the hybrid)."""
+    from tasc.decode import speculative_steps
+    from tasc.drafts import make_drafter
+
+    trained = trained_dirs()
+    if drafter_name == "hybrid":
+        if "hybrid" not in trained:
+            raise gr.Error("No hybrid model: start the app with TASC_APP_HYBRID_MODEL=DIR (from tasc train-hybrid).")
+        return hybrid_steps(shared_hybrid(trained["hybrid"]), lm, prompt_ids, config.max_new_tokens)
+    if drafter_name.startswith("draft-model"):
+        from tasc.model_drafts import AssistConfig, DraftModelDrafter, MixedDrafter
+
+        if "draft" not in trained:
+            raise gr.Error("No draft model: start the app with TASC_APP_DRAFT_MODEL=DIR (from tasc train-draft).")
+        drafter: Any = DraftModelDrafter(shared_draft_model(trained["draft"]), AssistConfig(), lm.eos_token_id)
+        if drafter_name == "draft-model+tasc":
+            drafter = MixedDrafter(make_drafter("tasc-spec", lm.tokenizer, corpus_index_for(session, lm)), drafter)
+    else:
+        drafter = make_drafter(drafter_name, lm.tokenizer,
+                               corpus_index_for(session, lm) if drafter_name == "tasc-spec" else None)
+    return speculative_steps(lm.model, prompt_ids, drafter, config, lm.eos_token_id)
 
 
 def corpus_index_for(session, lm):
@@ -492,13 +560,14 @@ def _lane_stats(lane, seconds_label: str = "s") -> str:
             f"{st['passes']} forward passes · **{st['tokens_per_pass']:.2f} tokens per pass** · accepted drafts: {accepted}")
 
 
-def _verdict(lanes, same_model: bool) -> str:
+def _verdict(lanes, lossless: bool, why: str = "") -> str:
     """Whether both panes wrote the same answer, and how much faster the right one was."""
     left, right = lanes
     ls, rs = left.stats(), right.stats()
     speed = rs["tokens_per_s"] / ls["tokens_per_s"] if ls["tokens_per_s"] else 0.0
-    if not same_model:
-        return (f"The right pane runs the **fine-tuned** model, a different model, so its answer may differ. "
+    if not lossless:
+        same = " (here it is the same)" if left.tokens == right.tokens else ""
+        return (f"{why}, so its answer may differ{same}. "
                 f"It wrote {rs['tokens']} tokens in {rs['passes']} forward passes ({speed:.2f}× plain greedy's tokens/s).")
     if left.tokens == right.tokens:
         return (f"### identical output ✓\nBoth panes wrote exactly the same {ls['tokens']} tokens; the right one needed "
@@ -522,7 +591,6 @@ def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: fl
     """Stream plain greedy (left) and the chosen method (right) on one prompt, step by step."""
     from tasc.arena import Lane, race
     from tasc.decode import DecodeConfig, speculative_steps
-    from tasc.drafts import make_drafter
 
     session = session_for(token, request)
     prompt = (prompt or "").strip()
@@ -533,7 +601,7 @@ def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: fl
     if method not in ARENA_METHODS:
         raise gr.Error(f"Unknown method {method!r}; choose one of: {', '.join(ARENA_METHODS)}")
     which, drafter_name = ARENA_METHODS[method]
-    if drafter_name in ("tasc-spec", "tasc-corpus"):
+    if drafter_name in ("tasc-spec", "draft-model+tasc"):
         require_corpus(session)
     max_new = int(max_new_tokens)
     if not 1 <= max_new <= 512:
@@ -547,12 +615,15 @@ def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: fl
             raise gr.Error("No fine-tuned model in this session yet: train one in the Fine-tune tab.")
         chosen = models.get(ft_model) or list(models.values())[-1]
         right_lm = pool().get(str(chosen.path))
-    drafter = make_drafter(drafter_name, right_lm.tokenizer,
-                           corpus_index_for(session, right_lm) if drafter_name == "tasc-spec" else None)
     config = DecodeConfig(max_new_tokens=max_new)
     streams = [speculative_steps(base.model, _prompt_ids(session, base, prompt, int(shots)), None, config, base.eos_token_id),
-               speculative_steps(right_lm.model, _prompt_ids(session, right_lm, prompt, int(shots)), drafter, config,
-                                 right_lm.eos_token_id)]
+               _right_stream(session, drafter_name, right_lm, _prompt_ids(session, right_lm, prompt, int(shots)), config)]
+    if which == "ft":
+        lossless, why = False, "The right pane runs the **fine-tuned** model, a different model"
+    elif drafter_name == "hybrid":
+        lossless, why = False, "The **hybrid** writes with its own small decoder and nothing verifies it"
+    else:
+        lossless, why = True, ""
     lanes = [Lane("plain greedy"), Lane(method.split(" (")[0])]
     skip = [[base.eos_token_id], [right_lm.eos_token_id]]
     run_id = secrets.token_hex(6)
@@ -568,7 +639,7 @@ def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: fl
         plots = _arena_plots(lanes)
         yield (lanes[0].spans(base.tokenizer, skip[0]), _lane_stats(lanes[0]),
                lanes[1].spans(right_lm.tokenizer, skip[1]), _lane_stats(lanes[1]),
-               _verdict(lanes, right_lm is base), *plots)
+               _verdict(lanes, lossless, why), *plots)
     finally:
         for s in streams:
             s.close()  # frees the KV caches now, also when the client went away mid-stream

@@ -234,3 +234,37 @@ def test_vocabulary_needs_a_corpus_and_finetune_needs_a_known_model(served):
     c.predict("weather_reports.jsonl", api_name="/use_example")
     with pytest.raises(AppError, match="Unknown model"):
         c.predict("/etc", "LoRA (fast)", 2, None, api_name="/finetune")
+
+
+@pytest.fixture(scope="module")
+def trained_dirs(tiny_model_dir, tmp_path_factory):
+    """A draft model (the tiny model itself: same vocabulary) and a freshly built tiny hybrid."""
+    from tasc.hybrid import HybridConfig, HybridModel, make_projector
+    from tasc.models import load_model
+    from tests.tiny import make_tiny_model
+
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    size = lm.model.get_input_embeddings().weight.shape[0]
+    hybrid_dir = tmp_path_factory.mktemp("hybrid")
+    hybrid = HybridModel(make_tiny_model(size, seed=1), make_projector("linear", 64, 64),
+                         HybridConfig(layers=2, hidden=64, heads=4, projector="linear"), {"target_hidden_size": 64, "target_vocab_size": size})
+    hybrid.save(hybrid_dir, lm.tokenizer)
+    return str(tiny_model_dir), str(hybrid_dir)
+
+
+def test_arena_offers_and_runs_draft_model_and_hybrid_modes_when_given(served, trained_dirs, monkeypatch):
+    draft_dir, hybrid_dir = trained_dirs
+    c = Client(served.url, verbose=False)
+    c.predict("weather_reports.jsonl", api_name="/use_example")
+    with pytest.raises(AppError, match="TASC_APP_DRAFT_MODEL"):
+        arena(c, "city[Oslo], condition[snow], high[2], low[-4]", app.ARENA_DRAFT)
+    monkeypatch.setenv("TASC_APP_DRAFT_MODEL", draft_dir)
+    monkeypatch.setenv("TASC_APP_HYBRID_MODEL", hybrid_dir)
+    assert {app.ARENA_DRAFT, app.ARENA_DRAFT_TASC, app.ARENA_HYBRID} <= set(app.arena_methods(None))
+    for method in (app.ARENA_DRAFT, app.ARENA_DRAFT_TASC):
+        _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", method, 24)
+        assert "identical output ✓" in final[4], method
+        if method == app.ARENA_DRAFT:  # the draft model is the target itself here: every draft is accepted
+            assert "draft-model" in {s["class_or_confidence"] for s in final[2]}
+    _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", app.ARENA_HYBRID, 24)
+    assert "hybrid" in final[4] and "1 forward passes" in final[3]
