@@ -2,9 +2,10 @@
 
 `DraftModelDrafter` is the classic assistant of speculative decoding (transformers'
 `AssistedCandidateGenerator`) behind our three-verb interface: it keeps its own KV cache over the
-prompt and the answer so far, drafts greedily token by token, and stops at `max_draft` tokens or
-when its own confidence in the token it just drafted falls below `min_confidence` (the rule of
-transformers' `assistant_confidence_threshold`). After the verifier's verdict its cache is cropped
+prompt and the answer so far, drafts greedily token by token, and stops at `max_draft` tokens, when
+its own confidence in the token it just drafted falls below `min_confidence` (the rule of
+transformers' `assistant_confidence_threshold`), or when the calibrated chance that the whole draft
+survives falls below `stop_cost` (one more draft pass is then not worth its cost). After the verifier's verdict its cache is cropped
 back to the longest prefix that is still right. The probabilities its drafts carry are calibrated
 online (`Calibration`): a draft model's softmax says little about acceptance until it has been
 compared with the target's choices, and the mixer compares them with TASC's calibrated estimates.
@@ -33,6 +34,7 @@ class AssistConfig:
 
     max_draft: int = 8  # tokens per proposal (transformers uses 20; on a CPU each one is a draft pass)
     min_confidence: float = 0.4  # stop after a token whose draft probability is below this (transformers' default)
+    stop_cost: float = 0.15  # stop when P(whole draft accepted) < this: a 2x256 draft pass costs ~0.13 SmolLM2 passes on CPU
     ngram_first: float = 2.0  # mixer: verify the n-gram draft without running the draft model when it expects this many accepted tokens
     calibration_buckets: int = 10  # draft-probability classes whose acceptance rate is learnt
     prior_strength: float = 4.0  # pseudo-observations behind each class's prior (its raw probability)
@@ -134,6 +136,7 @@ class DraftModelDrafter:
         if k <= 0 or not self._ids:
             return draft
         feed = self._sync()
+        survival = 1.0
         with torch.inference_mode():
             for _ in range(k):
                 inputs = torch.tensor([feed], device=self.model.device)  # (1, T)
@@ -144,9 +147,12 @@ class DraftModelDrafter:
                 token, p = int(token), float(p)
                 draft.tokens.append(token)
                 draft.sources.append(DRAFT_MODEL)
-                draft.probs.append(self.calibration.estimate(p))
+                estimate = self.calibration.estimate(p)
+                draft.probs.append(estimate)
                 raw.append(p)
-                if token in self.eos or p < self.config.min_confidence:
+                survival *= estimate
+                # The pass that drafted this token is spent, so the token is kept; the next pass must pay off.
+                if token in self.eos or p < self.config.min_confidence or survival < self.config.stop_cost:
                     break
                 feed = [token]
         self._last = (list(draft.tokens), raw)

@@ -1,5 +1,6 @@
 """Draft model: building, training (resume after cancel), save/reload, and lossless assisted decoding."""
 
+import copy
 import json
 import random
 import threading
@@ -41,8 +42,17 @@ class CacheChecked(DraftModelDrafter):
 
 @pytest.fixture(scope="module")
 def models():
-    target = make_tiny_model(VOCAB, seed=0, layers=2, hidden=32)
-    return {"target": target, "random": make_tiny_model(VOCAB, seed=1, layers=1, hidden=32), "same": target}
+    """A target and drafts that are always right ("same"), often right ("noisy": ~35% of tokens) or never ("random").
+
+    Untied heads: tiny random models with tied embeddings just repeat the last token, so any two agree.
+    """
+    target = make_tiny_model(VOCAB, seed=0, layers=2, hidden=32, tie=False)
+    noisy = copy.deepcopy(target)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in noisy.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.1 * p.std())
+    return {"target": target, "same": target, "noisy": noisy, "random": make_tiny_model(VOCAB, seed=1, layers=1, hidden=32, tie=False)}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +87,7 @@ def test_draft_shares_the_target_vocabulary_and_starts_from_its_embeddings(model
     assert draft.get_output_embeddings().weight.data_ptr() == draft.get_input_embeddings().weight.data_ptr()  # tied
 
 
-@pytest.mark.parametrize("draft_name", ["random", "same"])
+@pytest.mark.parametrize("draft_name", ["random", "noisy", "same"])
 def test_draft_model_decoding_equals_greedy_and_transformers_assisted(models, draft_name):
     rng = random.Random(hash(draft_name) % 997)
     target, draft = models["target"], models[draft_name]
@@ -94,11 +104,11 @@ def test_draft_model_decoding_equals_greedy_and_transformers_assisted(models, dr
         saved_passes += len(reference) - result.forward_passes
         for step in result.steps:
             assert set(step.sources[: step.n_accepted]) <= {DRAFT_MODEL}
-    if draft_name == "same":
-        assert saved_passes > 50  # a draft equal to the target is always right: far fewer passes
+    if draft_name != "random":
+        assert saved_passes > 20  # right drafts save target passes
 
 
-@pytest.mark.parametrize("draft_name", ["random", "same"])
+@pytest.mark.parametrize("draft_name", ["random", "noisy", "same"])
 def test_mixed_drafter_is_lossless_and_uses_both_sources(models, draft_name):
     rng = random.Random(3)
     target = models["target"]
@@ -115,8 +125,23 @@ def test_mixed_drafter_is_lossless_and_uses_both_sources(models, draft_name):
             assert result.tokens == hf_greedy(target, prompt, budget), (ngram_first, case)
             sources |= {s for step in result.steps for s in step.sources[: step.n_accepted]}
     assert sources & {"corpus", "context"}
-    if draft_name == "same":  # an always-right draft model earns a high calibrated estimate and gets picked
+    if draft_name != "random":  # a draft model that is right earns a high calibrated estimate and gets picked
         assert DRAFT_MODEL in sources
+
+
+def test_draft_length_follows_the_learnt_acceptance(models):
+    rng = random.Random(5)
+    prompts = [[rng.randrange(1, VOCAB) for _ in range(rng.randrange(2, 12))] for _ in range(12)]
+    lengths = {}
+    for name in ("same", "random"):
+        drafter = DraftModelDrafter(models[name], AssistConfig(max_draft=8, min_confidence=0.0, stop_cost=0.15), EOS)
+        drafts = []
+        for prompt in prompts:
+            result = generate(models["target"], prompt, drafter, DecodeConfig(max_new_tokens=40), eos_token_id=EOS)
+            drafts += [len(s.draft) for s in result.steps[1:]]
+        lengths[name] = sum(drafts[-20:]) / 20
+    assert lengths["same"] > 4  # always accepted: the calibration rises, drafts grow to max_draft
+    assert lengths["random"] < 1.5  # mostly rejected: one token per pass, no wasted draft passes
 
 
 def test_expected_accepted_is_the_sum_of_survival_chances():
