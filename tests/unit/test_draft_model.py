@@ -233,3 +233,11 @@ def test_cli_train_draft(tmp_path, tiny_model_dir, corpus_file, capsys):
     assert (out / "model.safetensors").is_file()
     assert main(["train-draft", "--target", str(tiny_model_dir), "--corpus", str(corpus_file), "--out", str(out), "--hidden", "30", "--heads", "4"]) == 2
     assert "hidden (30) must be a multiple of heads (4)" in capsys.readouterr().err
+
+
+def test_an_outputs_only_corpus_trains_on_continuations_and_outputs(tmp_path, tiny_model_dir):
+    path = tmp_path / "outputs.txt"
+    path.write_text("The Eagle is a coffee shop near Burger King.\nBlue Spice is a cheap Italian restaurant.\n", encoding="utf-8")
+    result = train_draft(str(tiny_model_dir), load_corpus(path), tmp_path / "draft", DraftConfig(**TINY), device="cpu")
+    assert result["distil"]["rows"] == 8 and result["distil"]["answers"] == 0  # no inputs: continuations only
+    assert result["finetune"]["final_loss"] is not None
