@@ -26,7 +26,9 @@ GREEDY_METHODS = ("greedy", "greedy-loop")
 DEFAULT_METHODS = ("greedy", "greedy-loop", "pld", "tasc-spec")
 # Trained comparison modes (tasc.bench_models): need --draft-model / --hybrid-model directories.
 MODEL_METHODS = ("draft-model", "draft-model-hf", "draft-model+tasc", "hybrid")
-KNOWN_METHODS = DEFAULT_METHODS + ("tasc-corpus", "tasc-context") + MODEL_METHODS
+# TASC-ft: the enriched fine-tuned model (`BenchConfig.ft_model`), greedy and with TASC-spec drafting.
+FT_METHODS = ("tasc-ft", "tasc-ft+spec")
+KNOWN_METHODS = DEFAULT_METHODS + ("tasc-corpus", "tasc-context") + MODEL_METHODS + FT_METHODS
 
 
 @dataclass
@@ -41,6 +43,7 @@ class BenchConfig:
     spec: SpecConfig = field(default_factory=SpecConfig)  # TASC-spec drafting parameters
     draft_model: str | None = None  # draft model directory (tasc train-draft) for the draft-model methods
     hybrid_model: str | None = None  # hybrid directory (tasc train-hybrid) for the hybrid method
+    ft_model: str | None = None  # enriched fine-tuned model directory for the tasc-ft methods
     assist: AssistConfig = field(default_factory=AssistConfig)  # draft-model drafting and mixing parameters
 
 
@@ -130,6 +133,9 @@ def method_runner(
         drafter = make_drafter(method, lm.tokenizer, corpus_index, config.spec, keys)
         # One drafter per method for the whole run: its acceptance statistics keep learning.
         return lambda ids: _run_loop(lm, ids, drafter, config)
+    if method in FT_METHODS:  # `lm` and `corpus_index` are the enriched model's here
+        drafter = make_drafter("tasc-spec", lm.tokenizer, corpus_index, config.spec) if method == "tasc-ft+spec" else NoDraft()
+        return lambda ids: _run_loop(lm, ids, drafter, config)
     if method in MODEL_METHODS:
         from tasc.bench_models import model_method_runner
 
@@ -198,31 +204,49 @@ def run_bench(
     needs_index = any(m in ("tasc-spec", "tasc-corpus", "draft-model+tasc") for m in methods)
     corpus_index = build_corpus_index(lm.tokenizer, corpus_outputs) if needs_index else None
     index_s = time.perf_counter() - t_index
-    runners = {m: method_runner(m, lm, corpus_index, config) for m in methods}
-    prompt_ids = [lm.prompt_format.prompt_ids(lm.tokenizer, p) for p in prompts]
+    # Each method runs on its model with that model's tokenizer and prompt format: the TASC-ft
+    # methods on the enriched fine-tuned model, every other method on `lm`.
+    model_of = {m: lm for m in methods}
+    if any(m in FT_METHODS for m in methods):
+        if not config.ft_model:
+            raise ValueError("methods tasc-ft and tasc-ft+spec need the enriched fine-tuned model: --ft-model DIR")
+        from tasc.models import load_model
 
-    for ids in prompt_ids[: config.warmup]:
+        ft_lm = load_model(config.ft_model, device=lm.device)
+        ft_index = build_corpus_index(ft_lm.tokenizer, corpus_outputs) if "tasc-ft+spec" in methods else None
+        model_of.update({m: ft_lm for m in methods if m in FT_METHODS})
+    runners = {m: method_runner(m, model_of[m], ft_index if m in FT_METHODS else corpus_index, config) for m in methods}
+    ids_by_model = {id(m): [m.prompt_format.prompt_ids(m.tokenizer, p) for p in prompts] for m in {id(x): x for x in model_of.values()}.values()}
+    prompt_ids = {m: ids_by_model[id(model_of[m])] for m in methods}
+
+    for i in range(min(config.warmup, len(prompts))):
         for method in methods:
-            runners[method](ids)
+            runners[method](prompt_ids[method][i])
 
     runs: dict[str, list[MethodRun]] = {m: [] for m in methods}
     t0 = time.perf_counter()
-    for i, ids in enumerate(prompt_ids):
+    for i in range(len(prompts)):
         check_cancel(cancel)
         order = methods[i % len(methods) :] + methods[: i % len(methods)]
         for method in order:
-            runs[method].append(runners[method](ids))
+            runs[method].append(runners[method](prompt_ids[method][i]))
         if on_progress:
-            on_progress(Progress("bench", i + 1, len(prompt_ids), time.perf_counter() - t0, message=f"prompt {i + 1}"))
+            on_progress(Progress("bench", i + 1, len(prompts), time.perf_counter() - t0, message=f"prompt {i + 1}"))
 
+    # Token ids compare within one tokenizer: the TASC-ft methods against the enriched model's greedy.
     reference = [r.tokens for r in runs["greedy"]]
-    figures = {m: summarise(runs[m], reference, lm.eos_token_id) for m in methods}
+    ft_reference = [r.tokens for r in runs["tasc-ft"]] if "tasc-ft" in runs else reference
+    figures = {m: summarise(runs[m], ft_reference if m in FT_METHODS else reference, lm.eos_token_id) for m in methods}
+    texts = {m: [model_of[m].tokenizer.decode(r.tokens, skip_special_tokens=True).strip() for r in runs[m]] for m in methods}
+    for m in methods:  # characters per second compare methods whose tokenizers differ
+        wall = figures[m]["wall_s"]
+        figures[m]["chars_per_s"] = round(sum(map(len, texts[m])) / wall, 1) if wall else 0.0
+        figures[m]["identical_text_to_greedy"] = round(sum(a == b for a, b in zip(texts[m], texts["greedy"])) / len(prompts), 4)
     if references is not None:  # quality of every method's answers (lossy methods differ from greedy's)
         from tasc.bench_models import answer_quality
 
         for m in methods:
-            texts = [lm.tokenizer.decode(r.tokens, skip_special_tokens=True).strip() for r in runs[m]]
-            figures[m]["quality"] = answer_quality(texts, references)
+            figures[m]["quality"] = answer_quality(texts[m], references)
     baseline = min(figures[m]["wall_s"] for m in methods if m in GREEDY_METHODS)
     for m, fig in figures.items():
         fig["speedup"] = round(baseline / fig["wall_s"], 3) if fig["wall_s"] else 0.0
@@ -241,7 +265,7 @@ def run_bench(
         "index_build_s": round(index_s, 3),
         "baseline_wall_s": baseline,
         "methods": figures,
-        "answers": {m: [lm.tokenizer.decode(r.tokens, skip_special_tokens=True) for r in runs[m][:5]] for m in methods},
+        "answers": {m: texts[m][:5] for m in methods},
     }
 
 

@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--html", help="plot file (default: next to --json, .html)")
     p.add_argument("--draft-model", metavar="DIR", help="draft model (tasc train-draft) for draft-model, draft-model-hf, draft-model+tasc")
     p.add_argument("--hybrid-model", metavar="DIR", help="hybrid (tasc train-hybrid) for the hybrid method")
+    p.add_argument("--ft-model", metavar="DIR", help="enriched fine-tuned model (tasc enrich + finetune) for tasc-ft, tasc-ft+spec")
     p.add_argument("--corpus-split", choices=SPLITS, default="all", help="part of --corpus to draft from (split by input)")
     p.add_argument("--prompts-split", choices=SPLITS, default="all", help="part of --prompts to answer (split by input)")
     p.add_argument("--heldout-fraction", type=float, default=0.1, help="share of distinct inputs held out by the splits")
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lm.prompt_format = lm.prompt_format.with_shots(corpus.pairs()[: args.shots])
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     config = BenchConfig(methods=methods, max_new_tokens=args.max_new_tokens, warmup=args.warmup,
-                         draft_model=args.draft_model, hybrid_model=args.hybrid_model)
+                         draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model)
 
     from tqdm import tqdm
 

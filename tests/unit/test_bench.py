@@ -37,3 +37,20 @@ def test_bench_rejects_unknown_method_and_no_prompts(tiny_lm):
 def test_overlap_warning_names_the_leak():
     assert overlap_warning(["a", "b"], ["b", "c"]).startswith("warning: 1 of 2")
     assert overlap_warning(["a"], ["c"]) is None
+
+
+def test_tasc_ft_methods_run_on_the_enriched_model(tiny_lm, tmp_path):
+    """tasc-ft runs the second model with its own tokenizer; tasc-ft+spec is lossless against it."""
+    from tests.tiny import save_tiny
+
+    ft_dir = save_tiny(tmp_path / "ft", seed=1)  # another model and tokenizer stand in for the enriched one
+    prompts = ["play some jazz", "weather in paris", "book a table"]
+    corpus = ['{"intent": "PlayMusic"}', '{"intent": "GetWeather"}'] * 5
+    config = BenchConfig(methods=("greedy", "greedy-loop", "tasc-ft", "tasc-ft+spec"), max_new_tokens=10, warmup=1, ft_model=str(ft_dir))
+    report = run_bench(tiny_lm, prompts, corpus, config, references=[[c] for c in corpus[:3]])
+    figures = report["methods"]
+    assert figures["tasc-ft+spec"]["identical_to_greedy"] == 1.0  # against tasc-ft's own greedy ids
+    assert figures["tasc-ft+spec"]["new_tokens"] == figures["tasc-ft"]["new_tokens"]
+    assert "chars_per_s" in figures["tasc-ft"] and "quality" in figures["tasc-ft"]
+    with pytest.raises(ValueError, match="--ft-model"):
+        run_bench(tiny_lm, prompts, corpus, BenchConfig(methods=("tasc-ft",)))
