@@ -42,6 +42,30 @@ def quality_section() -> list[str]:
     return lines if len(lines) > 2 else []
 
 
+def compression_section() -> list[str]:
+    """Tokens per held-out answer with the base and the enriched tokenizer (scripts/compression_report.py)."""
+    report = load("compression.json")
+    if not report:
+        return []
+    lines = [f"### TASC-ft vocabulary: {report['budget']} mined tokens, {report['rounds']} rounds ({report['tokenizer']} tokenizer)", "",
+             "| task | measured on | base tokens/answer | enriched | fewer tokens | round-trip failures | mining time |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, t in report["tasks"].items():
+        lines.append(f"| {name} | {t['data']} | {t['base_tokens_per_output']:.1f} | {t['tokens_per_output']:.1f} | {t['reduction']:.1%} "
+                     f"| {t['round_trip_failures']} | {t['mining_s']:.0f} s |")
+    return lines + [""]
+
+
+def training_cost(name: str) -> str:
+    """'N steps, M min' of a training result JSON, or ''."""
+    r = load(name)
+    if not r:
+        return ""
+    if "steps" in r and "wall_s" in r:
+        return f"{r['steps']} steps, {r['wall_s'] / 60:.1f} min"
+    return ", ".join(f"{k}: {v}" for k, v in (r.get("training") or {}).items() if isinstance(v, (int, float)))
+
+
 def main() -> None:
     """Write the block into README.md."""
     parts = []
@@ -56,6 +80,18 @@ def main() -> None:
                   f"Measured {machine}. Speed-ups are wall-time ratios against the faster of transformers' greedy "
                   "`generate` and our own greedy loop, in the same run; `pld` is transformers' prompt lookup decoding.", "",
                   bench_table(rows), ""]
+    parts += compression_section()
+    tascft = load("bench-snips-tascft.json")
+    if tascft:
+        costs = f"base fine-tune {training_cost('snips-ft.json')}; enriched fine-tune {training_cost('snips-ft-enriched.json')}"
+        parts += ["### TASC-ft on SNIPS valid (speed-ups against the base fine-tuned model's greedy; same fine-tune budget)", "",
+                  f"Measured {machine_line(tascft['machine'])}; {costs}. `identical to greedy` of the tasc-ft methods is "
+                  "against the enriched model's own greedy ids.", "", bench_table([("SNIPS valid", tascft)], quality=True), ""]
+    modes = [(title, r) for title, name in (("SNIPS valid", "bench-snips-modes.json"), ("E2E held-out", "bench-e2e-modes.json")) if (r := load(name))]
+    if modes:
+        costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "e2e-draft", "e2e-hybrid") if load(n + ".json"))
+        parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. Training cost: {costs}.", "",
+                  bench_table(modes, quality=True), ""]
     if not parts:
         parts = ["No numbers yet: run `bash scripts/benchmarks.sh`."]
     readme = ROOT / "README.md"

@@ -44,19 +44,33 @@ def machine_line(info: dict[str, Any]) -> str:
     return f"{info.get('date')} on {where} (torch {info.get('torch')}, transformers {info.get('transformers')})"
 
 
-def bench_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> str:
-    """A Markdown table with one line per (task title, method) of the given bench reports."""
-    lines = [
-        "| task | model | method | tok/s | speed-up vs greedy | vs pld | tokens/pass | identical to greedy |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
+def quality_text(quality: dict[str, Any] | None) -> str:
+    """Headline quality of a method's answers: slot F1 / exact match for JSON, BLEU / chrF for text."""
+    if not quality:
+        return ""
+    keys = ("slot_f1", "exact_match") if quality.get("task") == "json" else ("bleu", "chrf")
+    return ", ".join(f"{k} {quality[k]:.4g}" for k in keys if k in quality)
+
+
+def bench_table(rows: Sequence[tuple[str, dict[str, Any]]], quality: bool = False) -> str:
+    """A Markdown table with one line per (task title, method) of the given bench reports.
+
+    With `quality`, also characters per second (fair across tokenizers) and answer quality.
+    """
+    head = "| task | model | method | tok/s | speed-up vs greedy | vs pld | tokens/pass | identical to greedy |"
+    rule = "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    if quality:
+        head += " chars/s | quality |"
+        rule += " ---: | --- |"
+    lines = [head, rule]
     for title, report in rows:
         for name, fig in report["methods"].items():
             vs_pld = f"{fig['speedup_vs_pld']:.2f}x" if "speedup_vs_pld" in fig else ""
-            lines.append(
-                f"| {title} | {Path(str(report['model'])).name} | {name} | {fig['tokens_per_s']:.1f} | {fig['speedup']:.2f}x | {vs_pld} "
-                f"| {fig['mean_accepted']:.2f} | {fig['identical_to_greedy']:.2f} |"
-            )
+            line = (f"| {title} | {Path(str(report['model'])).name} | {name} | {fig['tokens_per_s']:.1f} | {fig['speedup']:.2f}x | {vs_pld} "
+                    f"| {fig['mean_accepted']:.2f} | {fig['identical_to_greedy']:.2f} |")
+            if quality:
+                line += f" {fig.get('chars_per_s', 0):.0f} | {quality_text(fig.get('quality'))} |"
+            lines.append(line)
     return "\n".join(lines)
 
 
