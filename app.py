@@ -228,7 +228,7 @@ def corpus_summary(session) -> str:
     else:
         split = "outputs only (no inputs): TASC-spec can draft from it; fine-tuning and the Arena's held-out prompts need inputs"
     return (f"### ✓ {c.source}\n{s.rows:,} rows · {split}\n\n"
-            f"| | |\n|---|---|\n| characters in outputs | {s.chars:,} (mean {s.mean_output_chars:,.0f}, longest {s.max_output_chars:,}) |\n"
+            f"| statistic | value |\n|---|---|\n| characters in outputs | {s.chars:,} (mean {s.mean_output_chars:,.0f}, longest {s.max_output_chars:,}) |\n"
             f"| base tokens per output | {n_tokens / len(sample):,.1f} ({sample_chars / max(n_tokens, 1):.2f} characters per token, "
             f"{model_label(pool().get().name)} tokenizer) |")
 
@@ -440,7 +440,7 @@ def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Re
             if p is not None:
                 progress((p.done, p.total), desc=p.message or "enrich")
             rows = _rounds_from_events(j)
-            yield (p.message if p else "⏳ Loading the tokenizer…", compression_rounds(rows) if rows else gr.skip(),
+            yield (p.message if p else "Loading the tokenizer…", compression_rounds(rows) if rows else gr.skip(),
                    gr.skip())
     finally:
         if not job.finished:  # Stop pressed or the client left
@@ -715,8 +715,8 @@ def device_note() -> str:
     import torch
 
     if torch.cuda.is_available():
-        return f"🟢 Running on GPU: **{torch.cuda.get_device_name(0)}**"
-    return "⚪ Running on **CPU** (no GPU found): keep runs short (tens of steps) or use LoRA."
+        return f"● Running on GPU: **{torch.cuda.get_device_name(0)}**"
+    return "○ Running on **CPU** (no GPU found): keep runs short (tens of steps) or use LoRA."
 
 
 def finetune_base_choices(session) -> list[tuple[str, str]]:
@@ -730,9 +730,11 @@ def _loss_frame(job):
     import pandas as pd
 
     points: dict[int, float] = {}
+    last = None
     for e in job.events:
-        if "loss" in e.metrics and "step" in e.metrics:
-            points[int(e.metrics["step"])] = e.metrics["loss"]
+        # every step reports the latest logged loss; a new value marks the step it was logged at
+        if "loss" in e.metrics and "step" in e.metrics and e.metrics["loss"] != last:
+            points[int(e.metrics["step"])] = last = e.metrics["loss"]
     return pd.DataFrame({"step": list(points), "loss": list(points.values())})
 
 
@@ -747,9 +749,9 @@ def _finetune_status(job) -> str:
     """A fine-tune job's progress line."""
     p = job.latest
     if job.status == "queued":
-        return "⏳ Waiting for another fine-tune on this server to finish…"
+        return "Waiting for another fine-tune on this server to finish…"
     if p is None:
-        return "⏳ Loading the model and preparing the data…"
+        return "Loading the model and preparing the data…"
     loss = f" · loss **{p.metrics['loss']:.3f}**" if "loss" in p.metrics else ""
     return (f"Step **{int(p.metrics.get('step', p.done))}/{int(p.metrics.get('step', p.done)) - p.done + p.total}**{loss} · "
             f"elapsed {_fmt_s(p.elapsed_s)} · ETA {_fmt_s(p.eta_s)}")
@@ -777,7 +779,7 @@ def _finetune_stream(session, job, progress) -> Iterator[tuple[Any, ...]]:
                f"Pick **{label}** in the Arena.", _loss_frame(job), gr.update(visible=False), _models_md(session),
                gr.update(choices=models, value=label, visible=True), gr.update(choices=arena_methods(session)))
     elif job.status == CANCELLED:
-        yield (f"⏹ Stopped at step {int(job.latest.metrics.get('step', 0)) if job.latest else 0}; its checkpoint is "
+        yield (f"■ Stopped at step {int(job.latest.metrics.get('step', 0)) if job.latest else 0}; its checkpoint is "
                "saved — press **Resume** to continue.", _loss_frame(job), gr.update(visible=True), gr.skip(), gr.skip(),
                gr.skip())
     else:
@@ -840,7 +842,7 @@ def finetune_resume(token: str | None, request: gr.Request, progress=gr.Progress
     if last is None or info is None or not last.cancel_event.is_set():
         raise gr.Error("Nothing to resume: only a stopped fine-tune can be resumed.")
     if not last.finished:
-        yield "⏳ Waiting for the stopped run to save its checkpoint…", *[gr.skip()] * 5
+        yield "Waiting for the stopped run to save its checkpoint…", *[gr.skip()] * 5
         last.wait()
     if last.status != CANCELLED:
         raise gr.Error(f"Nothing to resume: the last fine-tune {last.status}.")
@@ -859,15 +861,15 @@ def finetune_stop(token: str | None, request: gr.Request):
         yield "No fine-tune is running.", gr.skip()
         return
     job.cancel()
-    yield "⏹ Stopping after the current step (saving a checkpoint)…", gr.skip()
+    yield "■ Stopping after the current step (saving a checkpoint)…", gr.skip()
     job.wait(STOP_WAIT_S)
     step = int(job.latest.metrics.get("step", 0)) if job.latest else 0
     if job.status == "cancelled":
-        yield f"⏹ Stopped at step {step}; its checkpoint is saved — press **Resume** to continue.", gr.update(visible=True)
+        yield f"■ Stopped at step {step}; its checkpoint is saved — press **Resume** to continue.", gr.update(visible=True)
     elif job.finished:
         yield f"The fine-tune ended ({job.status}) before it could be stopped.", gr.skip()
     else:
-        yield "⏹ Still stopping (saving a checkpoint); Resume will wait for it.", gr.update(visible=True)
+        yield "■ Still stopping (saving a checkpoint); Resume will wait for it.", gr.update(visible=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -876,6 +878,7 @@ def finetune_stop(token: str | None, request: gr.Request):
 def build_demo() -> gr.Blocks:
     """The app's layout and wiring; loads nothing heavy, so tests can build it cheaply."""
     examples = example_names()
+    colours = {k: v for k, v in SOURCE_COLOURS.items() if k != "draft-model" or "draft" in trained_dirs()}
     with gr.Blocks(title="TASC Studio", delete_cache=(3600, 3600)) as demo:
         token = gr.State(None, delete_callback=release_session)
         gr.Markdown(HEADER)
@@ -888,7 +891,8 @@ def build_demo() -> gr.Blocks:
                     example_btn = gr.Button("Use this example", variant="primary")
                 with gr.Column():
                     upload = gr.File(label="…or upload your own (.jsonl, .csv, .tsv, .txt; 20 MB at most)",
-                                     file_types=[".jsonl", ".csv", ".tsv", ".txt"], type="filepath", height=120)
+                                     file_types=[".jsonl", ".csv", ".tsv", ".txt"], type="filepath", height=120,
+                                     elem_id="corpus-upload")
                     with gr.Row():
                         # custom values: API clients name columns without the picker; the parser checks them
                         out_col = gr.Dropdown([AUTO], value=AUTO, label="Output column", interactive=False,
@@ -897,7 +901,8 @@ def build_demo() -> gr.Blocks:
                                              allow_custom_value=True)
                     upload_btn = gr.Button("Load the uploaded file")
             summary = gr.Markdown("*No corpus loaded yet.*", elem_id="corpus-summary")
-            preview = gr.Dataframe(label="Preview (first rows)", interactive=False, wrap=True, max_height=360)
+            preview = gr.Dataframe(label="Preview (first rows)", interactive=False, wrap=True, max_height=360,
+                                   column_widths=["50%", "50%"])
             export = gr.DownloadButton("Download as CSV", visible=False, size="sm")
         with gr.Tab("Vocabulary"):
             gr.Markdown(VOCAB_HELP)
@@ -932,12 +937,13 @@ def build_demo() -> gr.Blocks:
                                       allow_custom_value=True,
                                       info="the base model, or one with an enriched vocabulary (Vocabulary tab)")
                 ft_method = gr.Radio(["LoRA (fast)", "Full fine-tune"], value="LoRA (fast)", label="Method")
-                ft_steps = gr.Slider(1, 1000, value=60, step=1, label="Steps", info="optimiser steps of 8 examples")
-                ft_lr = gr.Number(None, label="Learning rate", info="empty: 1e-3 for LoRA, 2e-4 full", minimum=0)
+                ft_steps = gr.Slider(1, 1000, value=60, step=1, label="Steps", info="optimiser steps of 8 examples",
+                                     elem_id="ft-steps")
+                ft_lr = gr.Number(0, label="Learning rate", info="0: the default (1e-3 for LoRA, 2e-4 full)", minimum=0)
             with gr.Row():
                 ft_start = gr.Button("Start fine-tune", variant="primary")
                 ft_stop = gr.Button("Stop", variant="stop")
-                ft_resume = gr.Button("Resume", visible=False)
+                ft_resume = gr.Button("Resume", visible=False, elem_id="ft-resume")
             ft_status = gr.Markdown(elem_id="ft-status")
             ft_loss = gr.LinePlot(x="step", y="loss", title="Training loss", height=260, elem_id="ft-loss")
             ft_models = gr.Markdown("*No fine-tuned model yet.*")
@@ -959,11 +965,11 @@ def build_demo() -> gr.Blocks:
                 stop_btn = gr.Button("Stop", variant="stop")
             with gr.Row(equal_height=True):
                 with gr.Column():
-                    left = gr.HighlightedText(label="plain greedy", color_map=SOURCE_COLOURS, show_legend=True,
+                    left = gr.HighlightedText(label="plain greedy", color_map=colours, show_legend=True,
                                               combine_adjacent=True, elem_id="pane-left")
                     left_stats = gr.Markdown(elem_id="stats-left")
                 with gr.Column():
-                    right = gr.HighlightedText(label="right pane: the chosen method", color_map=SOURCE_COLOURS,
+                    right = gr.HighlightedText(label="right pane: the chosen method", color_map=colours,
                                                show_legend=True, combine_adjacent=True, elem_id="pane-right")
                     right_stats = gr.Markdown(elem_id="stats-right")
             verdict = gr.Markdown(elem_id="verdict")

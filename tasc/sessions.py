@@ -165,6 +165,18 @@ class SessionStore:
         if session is not None:
             self._close(session)
 
+    def close(self, wait_s: float = 60.0) -> None:
+        """Drop every session and wait up to `wait_s` for their jobs to stop (server shutdown)."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        jobs = [job for s in sessions for job in s.jobs.values()]
+        for s in sessions:
+            self._close(s)
+        deadline = time.time() + wait_s
+        for job in jobs:
+            job.wait(max(0.0, deadline - time.time()))
+
     def expire(self) -> int:
         """Drop sessions idle longer than ttl_s (unless a job of theirs still runs); returns how many."""
         now = time.time()

@@ -5,15 +5,18 @@ Data in, figure out, like `tasc.plots` (which draws the benchmark and decoding f
 
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 NEW_TOKEN_COLOUR = "#27ae60"
 
 
 def shown(text: str) -> str:
-    """A mined string as the UI shows it: JSON-quoted, so spaces and quotes are visible."""
-    return json.dumps(text, ensure_ascii=False)
+    """A mined string as the UI shows it: spaces at either end as ␣, line breaks as ⏎, so none hides."""
+    core = text.strip(" ")
+    lead, trail = len(text) - len(text.lstrip(" ")), len(text) - len(text.rstrip(" "))
+    if not core:
+        return "␣" * len(text)
+    return ("␣" * lead + core + "␣" * trail).replace("\n", "⏎").replace("\t", "⇥")
 
 
 def mined_bars(tokens: Sequence[Any], top: int = 25):

@@ -49,6 +49,7 @@ def running_app(model_dir: Path, workdir: Path, **env: str) -> Iterator[RunningA
     finally:
         with contextlib.suppress(Exception):
             demo.close()
+        app.store().close()  # cancel jobs still running (a failed test may leave one) before the next app
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -102,3 +102,16 @@ def test_set_corpus_clears_derived_objects_and_models_of_kind(tmp_path):
     s.models["a"] = SessionModel("a", tmp_path, "finetuned")
     s.models["b"] = SessionModel("b", tmp_path, "enriched")
     assert [m.label for m in s.models_of("finetuned")] == ["a"]
+
+
+def test_close_drops_every_session_and_waits_for_jobs(tmp_path):
+    store = SessionStore(tmp_path)
+    s = store.new()
+
+    def until_cancelled(*, on_progress, cancel):
+        while not cancel.is_set():
+            time.sleep(0.01)
+
+    job = s.jobs["x"] = start_job("x", until_cancelled)
+    store.close(wait_s=5)
+    assert len(store) == 0 and job.finished

@@ -1,0 +1,144 @@
+"""The app in a real browser: headless Chromium (Debian's, via Playwright) through all four tabs.
+
+Upload a corpus, mine and enrich, start and cancel a short fine-tune, race in the Arena and check
+that accepted draft tokens are highlighted and the plots render. Screenshots of each tab are saved
+as test artefacts ($TASC_ARTEFACTS, else `artefacts/` in pytest's temp folder); with
+TASC_UPDATE_SCREENSHOTS=1 they are also copied to docs/screenshots/ for the README.
+TASC_E2E_MODEL=smollm2-135m runs the app on the real model (what the README's screenshots show);
+the default is the tiny random model, which takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.app_harness import running_app
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("TASC_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 120_000 if os.environ.get("TASC_E2E_MODEL") else 30_000
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory) -> Path:
+    """Where screenshots go."""
+    folder = Path(os.environ.get("TASC_ARTEFACTS") or tmp_path_factory.getbasetemp() / "artefacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(request, tmp_path_factory) -> Path:
+    """The tiny model, or the real one when TASC_E2E_MODEL=smollm2-135m."""
+    if os.environ.get("TASC_E2E_MODEL") == "smollm2-135m":
+        return request.getfixturevalue("real_model_dir")
+    return request.getfixturevalue("tiny_model_dir")
+
+
+@pytest.fixture(scope="module")
+def page(model_dir, tmp_path_factory):
+    """A headless Chromium page on the app (opened once for the module's steps, in order)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make browser-deps)")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"chromium not found at {CHROMIUM}: run `make browser-deps` (apt-get install chromium)")
+    with running_app(model_dir, tmp_path_factory.mktemp("e2e")) as ra, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.goto(ra.url)
+        pg.errors = errors
+        yield pg
+        browser.close()
+
+
+def shoot(page, artefacts: Path, name: str) -> None:
+    """Save a full-page screenshot as an artefact (and for the README when asked)."""
+    path = artefacts / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("TASC_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, SCREENSHOTS / path.name)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def test_corpus_tab_loads_the_example_then_an_upload(page, artefacts, tmp_path):
+    summary = page.locator("#corpus-summary")
+    summary.get_by_text("support_tickets.jsonl").wait_for()  # the preselected example, loaded on page load
+    bad = tmp_path / "photo.csv"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    page.locator("#corpus-upload input[type=file]").set_input_files(str(bad))
+    page.get_by_text("looks like a PNG image, not a text corpus").first.wait_for()  # an error toast, no traceback
+    assert "Traceback" not in page.content()
+    page.locator(".toast-close").first.click()
+    page.locator("#corpus-upload button[aria-label='Clear']").click()
+    rows = ['{"input": "weather in %s", "output": "{\\"intent\\": \\"GetWeather\\", \\"city\\": \\"%s\\"}"}' % (c, c)
+            for c in ("paris", "oslo", "rome", "lima", "kyiv", "cork", "graz", "bern", "riga", "nice", "bonn", "pisa")]
+    good = tmp_path / "my_weather_intents.jsonl"
+    good.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    page.locator("#corpus-upload input[type=file]").set_input_files(str(good))
+    summary.get_by_text("my_weather_intents.jsonl").wait_for()
+    assert "12 rows" in summary.inner_text()
+    # back to the richer example for the other tabs and the screenshot
+    page.locator("#corpus-upload button[aria-label='Clear']").click()
+    page.get_by_role("button", name="Use this example").click()
+    summary.get_by_text("support_tickets.jsonl").wait_for()
+    page.locator("table").first.wait_for()
+    shoot(page, artefacts, "corpus")
+
+
+def test_vocabulary_tab_mines_and_enriches(page, artefacts):
+    open_tab(page, "Vocabulary")
+    page.get_by_role("button", name="Mine the corpus").click()
+    page.locator("#vocab-status").get_by_text("Mined").wait_for()
+    page.locator("#vocab-bars .js-plotly-plot").wait_for()
+    page.locator("#vocab-rounds .js-plotly-plot").wait_for()
+    assert page.locator("#vocab-table tbody tr").count() > 0
+    page.locator("#tok-after .highlighted").first.wait_for()
+    page.get_by_role("button", name="Enrich the model").click()
+    page.locator("#vocab-status").get_by_text("Added").wait_for()
+    shoot(page, artefacts, "vocabulary")
+
+
+def test_finetune_tab_starts_and_cancels_a_job(page, artefacts):
+    open_tab(page, "Fine-tune")
+    page.locator("#ft-device").get_by_text("Running on").wait_for()
+    steps = page.locator("#ft-steps input[type=number]")
+    steps.fill("100")
+    steps.press("Enter")
+    page.get_by_role("button", name="Start fine-tune").click()
+    # a few logged losses in (every 2nd step of 100), so the curve has points: then stop
+    page.wait_for_function("() => { const m = (document.querySelector('#ft-status')?.innerText || '')"
+                           ".match(/Step (\\d+)\\//); return m && +m[1] >= 8; }", timeout=TIMEOUT_MS * 2)
+    page.get_by_role("button", name="Stop", exact=True).first.click()
+    page.locator("#ft-status p").get_by_text("Stopped at step").wait_for()
+    page.locator("#ft-resume").wait_for(state="visible")
+    page.locator("#ft-loss canvas, #ft-loss svg").first.wait_for()
+    shoot(page, artefacts, "finetune")
+
+
+def test_arena_highlights_accepted_tokens_and_draws_plots(page, artefacts):
+    open_tab(page, "Arena")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.locator("#verdict").get_by_text("identical output").wait_for()
+    highlighted = page.locator("#pane-right .highlighted")
+    assert highlighted.count() > 0, "no accepted draft token is highlighted"
+    assert page.locator("#pane-left .highlighted").count() == 0  # plain greedy never drafts
+    for plot in ("#plot-tokens", "#plot-latency", "#plot-hist"):
+        page.locator(f"{plot} .js-plotly-plot").wait_for()
+    assert "tokens per pass" in page.locator("#stats-right").inner_text()
+    shoot(page, artefacts, "arena")
+    assert not page.errors, page.errors
