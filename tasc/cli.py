@@ -63,6 +63,32 @@ def write_json(path: str | Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
 
 
+def progress_bar(desc: str) -> Any:
+    """A tqdm bar on stderr and the `on_progress` that moves it (one line per phase)."""
+    from tqdm import tqdm
+
+    from tasc.progress import Progress
+
+    bars: dict[str, Any] = {}
+
+    def on_progress(p: Progress) -> None:
+        bar = bars.get(p.task)
+        if bar is None:
+            for old in bars.values():
+                old.close()
+            bar = bars[p.task] = tqdm(total=p.total, desc=p.task, file=sys.stderr)
+        bar.total, bar.n = p.total, p.done
+        if "loss" in p.metrics:
+            bar.set_postfix_str(f"loss={p.metrics['loss']:.3f}", refresh=False)
+        bar.refresh()
+
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+
+    return on_progress, close
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, one subparser per available command."""
     parser = argparse.ArgumentParser(prog="python -m tasc", description="TASC Studio: faster task-specific decoding.")

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 from tasc.corpus import Corpus
 from tasc.errors import CorpusError, ModelError
-from tasc.models import LoadedModel, load_model, read_meta, write_meta
+from tasc.models import LoadedModel, load_model, read_meta, save_model_dir
 from tasc.progress import Progress, ProgressFn, check_cancel
 from tasc.prompts import answer_ids
 from tasc.train_loop import LoopConfig, batch_indices, pad_batch, train_loop
@@ -293,21 +293,6 @@ def _prepare_run(out_dir: Path, config: DraftConfig, resume: bool) -> DraftConfi
     if not resume and (out_dir / CHECKPOINTS).exists():
         raise ValueError(f"{out_dir} holds checkpoints of an earlier run: pass --resume to continue it, or choose another --out")
     return config
-
-
-def save_model_dir(model: Any, tokenizer: Any, out_dir: Path, meta: dict[str, Any]) -> None:
-    """Write weights (safetensors), tokenizer and tasc.json; files appear only once complete."""
-    tmp = out_dir / ".final-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)  # transformers 5 writes safetensors only
-    tokenizer.save_pretrained(tmp)
-    write_meta(tmp, meta)
-    for item in tmp.iterdir():
-        target = out_dir / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
-    tmp.rmdir()
 
 
 def train_draft(

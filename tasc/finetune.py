@@ -19,13 +19,13 @@ import json
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from tasc.corpus import Corpus
 from tasc.errors import Cancelled, CorpusError
-from tasc.models import LoadedModel, load_model, read_meta, write_meta
+from tasc.models import load_model, save_model_dir
 from tasc.progress import Progress, ProgressFn
 from tasc.prompts import PromptFormat, answer_ids
 
@@ -117,10 +117,19 @@ class PadCollator:
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def _complete(checkpoint: Path) -> bool:
+    """True when a checkpoint was fully written: Trainer writes trainer_state.json last."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def last_checkpoint(out_dir: str | Path) -> Path | None:
-    """The newest `checkpoint-N` folder of a run, or None."""
+    """The newest complete `checkpoint-N` folder of a run (a run killed mid-save leaves a partial one), or None."""
     folder = Path(out_dir) / CHECKPOINTS
-    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit() and _complete(p)]
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
@@ -186,21 +195,6 @@ def _load_run_config(out_dir: Path, config: FinetuneConfig, resume: bool) -> tup
     elif not resume and last_checkpoint(out_dir) is not None:
         raise ValueError(f"{out_dir} holds checkpoints of an earlier run: pass --resume to continue it, or choose another --out")
     return config, checkpoint
-
-
-def _save_final(model: Any, lm: LoadedModel, out_dir: Path, meta: dict[str, Any]) -> None:
-    """Write weights (safetensors), tokenizer and tasc.json; files appear only once complete."""
-    tmp = out_dir / ".final-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)  # safetensors is the only format transformers 5 writes
-    lm.tokenizer.save_pretrained(tmp)
-    write_meta(tmp, meta)
-    for item in tmp.iterdir():
-        target = out_dir / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
-    tmp.rmdir()
 
 
 def finetune(
@@ -306,7 +300,7 @@ def finetune(
     }
     meta = {**lm.meta, "base_model": lm.meta.get("base_model", model), "prompt_format": fmt.to_dict(), "finetune": figures}
     meta.pop("source", None)  # described the GGUF conversion, not this model
-    _save_final(final, lm, out_dir, meta)
+    save_model_dir(final, lm.tokenizer, out_dir, meta)
     if not config.keep_checkpoints:
         shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
     return {"out_dir": str(out_dir), **figures, "losses": losses}

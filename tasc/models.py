@@ -85,6 +85,23 @@ def write_meta(model_dir: str | Path, meta: dict[str, Any]) -> None:
     Path(model_dir, META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
+def save_model_dir(model: Any, tokenizer: Any, out_dir: str | Path, meta: dict[str, Any]) -> None:
+    """Write weights (safetensors), tokenizer and tasc.json; files appear only once complete."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".final-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)  # transformers 5 writes safetensors only
+    tokenizer.save_pretrained(tmp)
+    write_meta(tmp, meta)
+    for item in tmp.iterdir():
+        target = out_dir / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+    tmp.rmdir()
+
+
 def gguf_file(alias: str) -> Path:
     """Path of the GGUF shipped in a PyPI package, found without importing the package."""
     package, filename = GGUF_PACKAGES[alias]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasc.cli import add_common, add_model_options
+from tasc.cli import add_common, add_model_options, progress_bar
 
 SPLITS = ("all", "train", "heldout")
 
@@ -40,7 +40,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tasc.bench import BenchConfig, format_table, overlap_warning, run_bench
     from tasc.corpus import load_corpus, select_split
     from tasc.models import load_model
-    from tasc.progress import Progress
 
     if args.n < 1 or args.max_new_tokens < 1:
         raise ValueError("--n and --max-new-tokens must be at least 1")
@@ -68,16 +67,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = BenchConfig(methods=methods, max_new_tokens=args.max_new_tokens, warmup=args.warmup,
                          draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model)
 
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(inputs), desc="bench", file=sys.stderr)
-
-    def on_progress(p: Progress) -> None:
-        bar.n = p.done
-        bar.refresh()
-
-    report = run_bench(lm, inputs, corpus.outputs, config, on_progress=on_progress, references=[refs[i] for i in inputs])
-    bar.close()
+    on_progress, close = progress_bar("bench")
+    try:
+        report = run_bench(lm, inputs, corpus.outputs, config, on_progress=on_progress, references=[refs[i] for i in inputs])
+    finally:
+        close()
     report.update({"corpus": corpus.source, "prompts": prompts.source, "shots": args.shots, "warning": warning})
     print(format_table(report))
     html = args.html or (str(Path(args.json).with_suffix(".html")) if args.json else None)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from tasc.cli import add_common, add_model_options
+from tasc.cli import add_common, add_model_options, progress_bar
 
 
 def register(subparsers: Any) -> None:
@@ -26,12 +25,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Answer each input not yet in --out and append it there."""
-    from tqdm import tqdm
-
     from tasc.corpus import load_corpus
     from tasc.distill import distill
     from tasc.models import load_model
-    from tasc.progress import Progress
 
     source = load_corpus(args.inputs)
     # A file of bare lines has outputs only: those lines are the inputs.
@@ -42,13 +38,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if source.inputs is None:
             raise ValueError("--shots needs rows with both input and output")
         lm.prompt_format = lm.prompt_format.with_shots(source.pairs()[: args.shots])
-    bar = tqdm(total=len(inputs), desc="distill", file=sys.stderr)
-
-    def on_progress(p: Progress) -> None:
-        bar.n = p.done
-        bar.refresh()
-
-    stats = distill(lm, inputs, Path(args.out), max_new_tokens=args.max_new_tokens, on_progress=on_progress)
-    bar.close()
+    on_progress, close = progress_bar("distill")
+    try:
+        stats = distill(lm, inputs, Path(args.out), max_new_tokens=args.max_new_tokens, on_progress=on_progress)
+    finally:
+        close()
     print(json.dumps(stats))
     return stats

@@ -7,7 +7,13 @@ import sys
 from typing import Any
 
 from tasc.cli import add_common
-from tasc.commands.mine import add_mining_options, format_rounds, format_table, mining_config, split_texts
+from tasc.commands.mine import (
+    add_mining_options,
+    format_rounds,
+    format_table,
+    mining_config,
+    split_texts,
+)
 
 
 def register(subparsers: Any) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from tasc.cli import add_common, add_model_options, add_split_options, load_corpus_split
+from tasc.cli import (
+    add_common,
+    add_model_options,
+    add_split_options,
+    load_corpus_split,
+    progress_bar,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -23,26 +28,18 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Answer the held-out inputs and print the scores."""
-    from tqdm import tqdm
-
     from tasc.evaluate import evaluate
     from tasc.models import load_model
-    from tasc.progress import Progress
 
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     heldout = load_corpus_split(args.corpus, args)
     lm = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
-    bar = tqdm(desc="evaluate", unit="input", file=sys.stderr)
-
-    def on_progress(p: Progress) -> None:
-        bar.total, bar.n = p.total, p.done
-        bar.refresh()
-
+    on_progress, close = progress_bar("evaluate")
     try:
         result = evaluate(lm, heldout, n=args.n, max_new_tokens=args.max_new_tokens, on_progress=on_progress)
     finally:
-        bar.close()
+        close()
     metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     print(f"{result['model']} on {result['corpus']} ({result['task']}): " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
     return result

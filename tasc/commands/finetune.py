@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from tasc.cli import add_common, add_model_options, add_split_options, load_corpus_split
+from tasc.cli import (
+    add_common,
+    add_model_options,
+    add_split_options,
+    load_corpus_split,
+    progress_bar,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -32,10 +37,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load the corpus, train with a tqdm bar on stderr, print the result's figures."""
-    from tqdm import tqdm
-
     from tasc.finetune import FinetuneConfig, finetune
-    from tasc.progress import Progress
 
     config = FinetuneConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, lora=args.lora, lora_rank=args.lora_rank,
@@ -43,20 +45,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     config.check()
     corpus = load_corpus_split(args.corpus, args)
-    bar = tqdm(total=args.steps, desc="finetune", unit="step", file=sys.stderr)
-
-    def on_progress(p: Progress) -> None:
-        bar.total = p.total
-        bar.n = p.done
-        bar.set_postfix_str(f"loss={p.metrics['loss']:.3f}" if "loss" in p.metrics else "", refresh=False)
-        bar.refresh()
-
+    on_progress, close = progress_bar("finetune")
     try:
         result = finetune(
             args.enriched or args.model, corpus, args.out, config, device=args.device, resume=args.resume,
             trust_remote_code=args.trust_remote_code, on_progress=on_progress,
         )
     finally:
-        bar.close()
+        close()
     print(f"saved {result['out_dir']}: {result['steps']} steps in {result['wall_s']:.0f} s, final loss {result['final_loss']}")
     return result

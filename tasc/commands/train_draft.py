@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from tasc.cli import add_common, add_model_options, add_split_options, load_corpus_split
+from tasc.cli import (
+    add_common,
+    add_model_options,
+    add_split_options,
+    load_corpus_split,
+    progress_bar,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -29,32 +34,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.set_defaults(run=run)
-
-
-def progress_bar(desc: str) -> Any:
-    """A tqdm bar on stderr and the `on_progress` that moves it (one line per phase)."""
-    from tqdm import tqdm
-
-    from tasc.progress import Progress
-
-    bars: dict[str, Any] = {}
-
-    def on_progress(p: Progress) -> None:
-        bar = bars.get(p.task)
-        if bar is None:
-            for old in bars.values():
-                old.close()
-            bar = bars[p.task] = tqdm(total=p.total, desc=p.task, file=sys.stderr)
-        bar.total, bar.n = p.total, p.done
-        if "loss" in p.metrics:
-            bar.set_postfix_str(f"loss={p.metrics['loss']:.3f}", refresh=False)
-        bar.refresh()
-
-    def close() -> None:
-        for bar in bars.values():
-            bar.close()
-
-    return on_progress, close
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tasc.cli import add_common, add_model_options, add_split_options, load_corpus_split
-from tasc.commands.train_draft import progress_bar
+from tasc.cli import (
+    add_common,
+    add_model_options,
+    add_split_options,
+    load_corpus_split,
+    progress_bar,
+)
 
 
 def register(subparsers: Any) -> None:
