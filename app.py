@@ -925,9 +925,10 @@ def build_demo() -> gr.Blocks:
             tok_text = gr.Textbox(label="Text to tokenise", lines=2, max_length=MAX_PROMPT_CHARS)
             with gr.Row():
                 tok_before = gr.HighlightedText(label="base tokenizer", color_map=TOKEN_COLOURS, show_legend=False,
-                                                combine_adjacent=False, elem_id="tok-before")
+                                                show_inline_category=False, combine_adjacent=False, elem_id="tok-before")
                 tok_after = gr.HighlightedText(label="with the mined strings", color_map=TOKEN_COLOURS,
-                                               show_legend=False, combine_adjacent=False, elem_id="tok-after")
+                                               show_legend=False, show_inline_category=False, combine_adjacent=False,
+                                               elem_id="tok-after")
             tok_counts = gr.Markdown(elem_id="tok-counts")
         with gr.Tab("Fine-tune"):
             gr.Markdown(FINETUNE_HELP)
@@ -1030,7 +1031,8 @@ def build_demo() -> gr.Blocks:
 
 def launch_options() -> dict[str, Any]:
     """Keyword arguments of `launch` that the app needs wherever it is served."""
-    return {"max_file_size": MAX_FILE_SIZE, "allowed_paths": [str(app_cache_dir() / "exports")]}
+    return {"max_file_size": MAX_FILE_SIZE, "allowed_paths": [str(app_cache_dir() / "exports")],
+            "enable_monitoring": False}  # no /monitoring dashboard of other users' traffic
 
 
 def serve(demo: gr.Blocks, **launch_kwargs: Any) -> Any:

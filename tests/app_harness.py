@@ -45,6 +45,7 @@ def running_app(model_dir: Path, workdir: Path, **env: str) -> Iterator[RunningA
     try:
         _, url, _ = app.serve(demo, server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
                               quiet=True)
+        app.pool().get()  # warm the base model, as `python app.py` does, so the first request is quick
         yield RunningApp(url.rstrip("/") + "/", demo, cache, gradio_tmp)
     finally:
         with contextlib.suppress(Exception):

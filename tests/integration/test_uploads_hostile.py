@@ -211,3 +211,8 @@ def test_api_cannot_read_server_files_by_path(served, guard):
         assert event == "error"
         assert "root:" not in data and "import" not in data
     good_request_works(Client(served.url, verbose=False))
+
+
+def test_no_monitoring_dashboard(served):
+    for path in ("monitoring", "monitoring/summary"):  # the summary would list every user's events
+        assert httpx.get(served.url + path).status_code == 403

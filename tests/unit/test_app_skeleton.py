@@ -54,7 +54,7 @@ def test_main_warms_the_default_model_then_launches(monkeypatch):
     app.main()
     exports = str(app.app_cache_dir() / "exports")
     assert calls == ["ensure", ("warm", "smollm2-135m"),
-                     ("launch", {"max_file_size": "20mb", "allowed_paths": [exports]}, 32)]
+                     ("launch", {"max_file_size": "20mb", "allowed_paths": [exports], "enable_monitoring": False}, 32)]
 
 
 @pytest.mark.parametrize(
