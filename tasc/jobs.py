@@ -171,8 +171,12 @@ class Job:
         self._thread.join(timeout)
         return self.finished
 
-    def follow(self, poll_s: float | None = None) -> Iterator["Job"]:
-        """Yield the job whenever something changed (or every `poll_s`), last after it finished."""
+    def follow(self, poll_s: float | None = None, min_interval_s: float = 0.25) -> Iterator["Job"]:
+        """Yield the job whenever something changed (or every `poll_s`), last after it finished.
+
+        At most one yield per `min_interval_s` while the job runs: a fast job (a tiny model trains
+        hundreds of steps a second) would otherwise flood a browser with plot updates and freeze it.
+        """
         poll_s = self.config.poll_s if poll_s is None else poll_s
         seen = -1
         while True:
@@ -184,6 +188,8 @@ class Job:
             yield self
             if finished:
                 return
+            with self._changed:  # returns early when the job finishes, so the end is never delayed
+                self._changed.wait_for(lambda: self.status in FINISHED, timeout=min_interval_s)
 
 
 def start_job(kind: str, fn: Callable[..., Any], *args: Any, slot: str | None = None, **kwargs: Any) -> Job:

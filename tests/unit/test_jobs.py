@@ -39,6 +39,16 @@ def test_follow_yields_until_finished_and_ends_with_the_final_state():
     assert len(job.events) == 4
 
 
+def test_follow_throttles_a_fast_job_but_not_its_end():
+    """Thousands of events a second must reach a browser as a few updates; the end arrives at once."""
+    job = start_job("count", counting, 20_000, pause=0.00005)
+    t0 = time.perf_counter()
+    seen = [j.status for j in job.follow(poll_s=0.01, min_interval_s=0.25)]
+    wall = time.perf_counter() - t0
+    assert seen[-1] == DONE and job.latest.done == 20_000
+    assert len(seen) <= wall / 0.25 + 3  # one yield per interval at most, plus the first and the last
+
+
 def test_cancel_stops_a_running_job():
     job = start_job("count", counting, 10_000, pause=0.005)
     while not job.events:
