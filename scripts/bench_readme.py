@@ -30,7 +30,7 @@ def load(name: str) -> dict | None:
 def quality_section() -> list[str]:
     """Fine-tune cost and held-out quality per task."""
     lines = ["| task | fine-tune | steps × batch | time | s/step | held-out inputs | quality |", "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    for task, ft_name, eval_name in (("SNIPS", "snips-ft.json", "snips-eval.json"), ("E2E", "e2e-ft.json", "e2e-eval.json")):
+    for task, ft_name, eval_name in (("SNIPS", "snips-ft.json", "snips-eval.json"), ("SNIPS, enriched vocabulary (TASC-ft)", "snips-ft-enriched.json", "snips-eval-enriched.json"), ("E2E", "e2e-ft.json", "e2e-eval.json")):
         ft, ev = load(ft_name), load(eval_name)
         if not ft or not ev:
             continue
