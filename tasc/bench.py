@@ -21,6 +21,7 @@ from tasc.model_drafts import AssistConfig
 from tasc.models import LoadedModel
 from tasc.ngram_index import CorpusIndex, normalised_keys
 from tasc.progress import Progress, ProgressFn, check_cancel
+from tasc.report import machine_info, quality_text
 
 GREEDY_METHODS = ("greedy", "greedy-loop")
 DEFAULT_METHODS = ("greedy", "greedy-loop", "pld", "tasc-spec")
@@ -207,6 +208,7 @@ def run_bench(
     # Each method runs on its model with that model's tokenizer and prompt format: the TASC-ft
     # methods on the enriched fine-tuned model, every other method on `lm`.
     model_of = {m: lm for m in methods}
+    ft_index = None
     if any(m in FT_METHODS for m in methods):
         if not config.ft_model:
             raise ValueError("methods tasc-ft and tasc-ft+spec need the enriched fine-tuned model: --ft-model DIR")
@@ -216,7 +218,8 @@ def run_bench(
         ft_index = build_corpus_index(ft_lm.tokenizer, corpus_outputs) if "tasc-ft+spec" in methods else None
         model_of.update({m: ft_lm for m in methods if m in FT_METHODS})
     runners = {m: method_runner(m, model_of[m], ft_index if m in FT_METHODS else corpus_index, config) for m in methods}
-    ids_by_model = {id(m): [m.prompt_format.prompt_ids(m.tokenizer, p) for p in prompts] for m in {id(x): x for x in model_of.values()}.values()}
+    distinct = {id(x): x for x in model_of.values()}  # each model's prompts are tokenised once
+    ids_by_model = {key: [x.prompt_format.prompt_ids(x.tokenizer, p) for p in prompts] for key, x in distinct.items()}
     prompt_ids = {m: ids_by_model[id(model_of[m])] for m in methods}
 
     for i in range(min(config.warmup, len(prompts))):
@@ -243,18 +246,16 @@ def run_bench(
         figures[m]["chars_per_s"] = round(sum(map(len, texts[m])) / wall, 1) if wall else 0.0
         figures[m]["identical_text_to_greedy"] = round(sum(a == b for a, b in zip(texts[m], texts["greedy"])) / len(prompts), 4)
     if references is not None:  # quality of every method's answers (lossy methods differ from greedy's)
-        from tasc.bench_models import answer_quality
+        from tasc.evaluate import score_answers
 
         for m in methods:
-            figures[m]["quality"] = answer_quality(texts[m], references)
+            figures[m]["quality"] = score_answers(texts[m], references)
     baseline = min(figures[m]["wall_s"] for m in methods if m in GREEDY_METHODS)
     for m, fig in figures.items():
         fig["speedup"] = round(baseline / fig["wall_s"], 3) if fig["wall_s"] else 0.0
     if "pld" in figures:
         for fig in figures.values():
             fig["speedup_vs_pld"] = round(figures["pld"]["wall_s"] / fig["wall_s"], 3) if fig["wall_s"] else 0.0
-    from tasc.report import machine_info
-
     return {
         "model": lm.name,
         "device": lm.device,
@@ -278,14 +279,6 @@ def overlap_warning(prompt_refs: Sequence[str], corpus_outputs: Sequence[str]) -
     return None
 
 
-def _quality_text(quality: dict[str, Any] | None) -> str:
-    """The headline quality figures of one method ("" when not measured)."""
-    if not quality:
-        return ""
-    keys = ("exact_match", "slot_f1") if quality.get("task") == "json" else ("bleu", "chrf")
-    return " ".join(f"{k}={quality[k]}" for k in keys if k in quality)
-
-
 def format_table(report: dict[str, Any]) -> str:
     """The benchmark as a fixed-width text table."""
     header = f"{'method':<18}{'tok/s':>8}{'speedup':>9}{'vs pld':>8}{'tok/pass':>10}{'passes':>8}{'identical':>11}  quality"
@@ -293,7 +286,7 @@ def format_table(report: dict[str, Any]) -> str:
     for name, fig in report["methods"].items():
         lines.append(
             f"{name:<18}{fig['tokens_per_s']:>8.1f}{fig['speedup']:>8.2f}x{fig.get('speedup_vs_pld', 0):>7.2f}x"
-            f"{fig['mean_accepted']:>10.2f}{fig['forward_passes']:>8}{fig['identical_to_greedy']:>11.2f}  {_quality_text(fig.get('quality'))}"
+            f"{fig['mean_accepted']:>10.2f}{fig['forward_passes']:>8}{fig['identical_to_greedy']:>11.2f}  {quality_text(fig.get('quality'), pair='{}={}', sep=' ')}"
         )
     return "\n".join(lines)
 

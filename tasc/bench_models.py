@@ -6,6 +6,8 @@ Methods (each needs its trained directory in `BenchConfig`):
     draft-model+tasc   our verify loop with `MixedDrafter`: TASC n-grams and the draft model (lossless)
     hybrid             the frozen target encodes the prompt, the hybrid's decoder answers alone (lossy)
 
+Answer quality of every method (lossy ones included) is scored by `tasc.evaluate.score_answers`.
+
 For the draft-model methods "forward passes" counts the target's passes, as for every other method;
 the draft model's own passes are part of their wall time. For the hybrid it is the single target pass.
 """
@@ -13,7 +15,7 @@ the draft model's own passes are part of their wall time. For the hybrid it is t
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 from tasc.models import LoadedModel
 
@@ -84,15 +86,3 @@ def model_method_runner(
         keys = normalised_keys(lm.tokenizer) if config.spec.normalise_context else None
         drafter = MixedDrafter(make_drafter("tasc-spec", lm.tokenizer, corpus_index, config.spec, keys), drafter, config.assist)
     return lambda ids: _run_loop(lm, ids, drafter, config)
-
-
-def answer_quality(texts: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Quality of decoded answers: JSON parse/exact/intent/slot F1, or BLEU/chrF for text (see tasc.evaluate)."""
-    from tasc.evaluate import detect_task, score_json, score_text
-
-    if len(texts) != len(references):
-        raise ValueError(f"need one reference list per answer, got {len(texts)} answers and {len(references)} reference lists")
-    task = detect_task([refs[0] for refs in references])
-    if task == "json":
-        return {"task": task, **score_json(list(texts), [refs[0] for refs in references])}
-    return {"task": task, **score_text(list(texts), [list(refs) for refs in references])}

@@ -41,10 +41,19 @@ def add_model_options(parser: argparse.ArgumentParser, flag: str = "--model") ->
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")
 
 
-def add_split_options(parser: argparse.ArgumentParser) -> None:
-    """Options that pick the train or held-out part of a corpus split by input (no input in both)."""
-    parser.add_argument("--split", choices=("all", "train", "heldout"), default="all",
-                        help="use the whole corpus (default) or its train / held-out part, split by input")
+SPLIT_HELP = "use the whole corpus (default) or its train / held-out part, split by input"
+
+
+def add_split_options(parser: argparse.ArgumentParser, splits: Sequence[tuple[str, str]] = (("--split", SPLIT_HELP),)) -> None:
+    """Options that pick the train or held-out part of a corpus split by input (no input in both).
+
+    Args:
+        splits: (flag, help) of each corpus whose part is chosen; all share one fraction and seed.
+    """
+    from tasc.corpus import SPLITS
+
+    for flag, help_text in splits:
+        parser.add_argument(flag, choices=SPLITS, default="all", help=help_text)
     parser.add_argument("--heldout-fraction", type=float, default=0.1, help="share of distinct inputs held out (default 0.1)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the split (default 0)")
 

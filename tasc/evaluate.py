@@ -97,6 +97,20 @@ def score_json(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str
     return {k: round(v, 4) for k, v in scores.items()}
 
 
+def score_answers(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Score answers by task: JSON against each first reference, text against all references.
+
+    Returns:
+        {"task": "json"|"text", metric: value, ...}.
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"need one reference list per answer, got {len(hypotheses)} answers and {len(references)} reference lists")
+    task = detect_task([refs[0] for refs in references])
+    if task == "json":
+        return {"task": task, **score_json(list(hypotheses), [refs[0] for refs in references])}
+    return {"task": task, **score_text(list(hypotheses), [list(refs) for refs in references])}
+
+
 def answer(lm: LoadedModel, task_input: str, max_new_tokens: int = 128, drafter: Any = None) -> tuple[str, int]:
     """The model's greedy answer to one input, and its length in tokens."""
     from tasc.decode import DecodeConfig, generate
@@ -125,7 +139,6 @@ def evaluate(
         raise CorpusError(f"{heldout.source} has outputs only: evaluation needs inputs and reference outputs")
     refs = references_by_input(heldout)
     inputs = list(refs)[:n] if n else list(refs)
-    task = detect_task([refs[i][0] for i in inputs])
     drafter = make_drafter("tasc-context", lm.tokenizer)  # lossless: only makes greedy faster
     hypotheses, tokens = [], 0
     t0 = time.perf_counter()
@@ -137,13 +150,8 @@ def evaluate(
         if on_progress:
             on_progress(Progress("evaluate", k + 1, len(inputs), time.perf_counter() - t0))
     wall = time.perf_counter() - t0
-    if task == "json":
-        scores = score_json(hypotheses, [refs[i][0] for i in inputs])
-    else:
-        scores = score_text(hypotheses, [refs[i] for i in inputs])
     return {
-        "task": task,
-        **scores,
+        **score_answers(hypotheses, [refs[i] for i in inputs]),
         "n": len(inputs),
         "model": lm.name,
         "corpus": heldout.source,

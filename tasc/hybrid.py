@@ -34,7 +34,7 @@ from typing import Any, Sequence
 from tasc.corpus import Corpus
 from tasc.draft_model import DraftConfig, build_draft_model, lm_loss, load_draft_model
 from tasc.errors import CorpusError, ModelError
-from tasc.models import LoadedModel, load_model, read_meta, write_meta
+from tasc.models import LoadedModel, load_model, publish_dir, read_meta, write_meta
 from tasc.progress import Progress, ProgressFn, check_cancel
 from tasc.prompts import answer_ids
 from tasc.train_loop import LoopConfig, batch_indices, train_loop
@@ -238,12 +238,7 @@ class HybridModel:
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         write_meta(tmp, {**self.meta, "role": "hybrid", "hybrid": asdict(self.config)})
-        for item in tmp.iterdir():
-            target = out_dir / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            item.replace(target)
-        tmp.rmdir()
+        publish_dir(tmp, out_dir)
 
     @classmethod
     def load(cls, path: str | Path, target: LoadedModel | None = None, device: str | None = None) -> "HybridModel":

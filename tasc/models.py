@@ -94,6 +94,14 @@ def save_model_dir(model: Any, tokenizer: Any, out_dir: str | Path, meta: dict[s
     model.save_pretrained(tmp)  # transformers 5 writes safetensors only
     tokenizer.save_pretrained(tmp)
     write_meta(tmp, meta)
+    publish_dir(tmp, out_dir)
+
+
+def publish_dir(tmp: Path, out_dir: Path) -> None:
+    """Move every file of a finished temp folder into `out_dir` (replacing), then remove the temp folder.
+
+    Writers fill `tmp` first, so `out_dir` never holds half a model; checkpoints beside it stay.
+    """
     for item in tmp.iterdir():
         target = out_dir / item.name
         if target.is_dir():

@@ -44,12 +44,12 @@ def machine_line(info: dict[str, Any]) -> str:
     return f"{info.get('date')} on {where} (torch {info.get('torch')}, transformers {info.get('transformers')})"
 
 
-def quality_text(quality: dict[str, Any] | None) -> str:
+def quality_text(quality: dict[str, Any] | None, pair: str = "{} {}", sep: str = ", ") -> str:
     """Headline quality of a method's answers: slot F1 / exact match for JSON, BLEU / chrF for text."""
     if not quality:
         return ""
     keys = ("slot_f1", "exact_match") if quality.get("task") == "json" else ("bleu", "chrf")
-    return ", ".join(f"{k} {quality[k]:.4g}" for k in keys if k in quality)
+    return sep.join(pair.format(k, f"{quality[k]:.4g}") for k in keys if k in quality)
 
 
 def bench_table(rows: Sequence[tuple[str, dict[str, Any]]], quality: bool = False) -> str:

@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasc.cli import add_common, add_model_options, progress_bar
-
-SPLITS = ("all", "train", "heldout")
+from tasc.cli import add_common, add_model_options, add_split_options, progress_bar
 
 
 def register(subparsers: Any) -> None:
@@ -28,17 +26,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--draft-model", metavar="DIR", help="draft model (tasc train-draft) for draft-model, draft-model-hf, draft-model+tasc")
     p.add_argument("--hybrid-model", metavar="DIR", help="hybrid (tasc train-hybrid) for the hybrid method")
     p.add_argument("--ft-model", metavar="DIR", help="enriched fine-tuned model (tasc enrich + finetune) for tasc-ft, tasc-ft+spec")
-    p.add_argument("--corpus-split", choices=SPLITS, default="all", help="part of --corpus to draft from (split by input)")
-    p.add_argument("--prompts-split", choices=SPLITS, default="all", help="part of --prompts to answer (split by input)")
-    p.add_argument("--heldout-fraction", type=float, default=0.1, help="share of distinct inputs held out by the splits")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the splits")
+    add_split_options(p, (("--corpus-split", "part of --corpus to draft from (split by input)"),
+                          ("--prompts-split", "part of --prompts to answer (split by input)")))
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load model, corpus and prompts; run the benchmark; print the table; save the plots."""
     from tasc.bench import BenchConfig, format_table, overlap_warning, run_bench
-    from tasc.corpus import load_corpus, select_split
+    from tasc.corpus import load_corpus, references_by_input, select_split
     from tasc.models import load_model
 
     if args.n < 1 or args.max_new_tokens < 1:
@@ -48,13 +44,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if prompts.inputs is None:
         raise ValueError(f"{args.prompts} has no input column: the prompts file needs `input` values")
     # One prompt per distinct input (E2E repeats inputs with several references).
-    seen: dict[str, str] = {}
-    refs: dict[str, list[str]] = {}  # every reference of an input, for the quality scores
-    for inp, out in zip(prompts.inputs, prompts.outputs):
-        seen.setdefault(inp, out)
-        refs.setdefault(inp, []).append(out)
-    inputs = list(seen)[: args.n]
-    warning = overlap_warning([seen[i] for i in inputs], corpus.outputs)
+    refs = references_by_input(prompts)
+    inputs = list(refs)[: args.n]
+    warning = overlap_warning([refs[i][0] for i in inputs], corpus.outputs)
     if warning:
         print(warning, file=sys.stderr)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tasc.bench import BenchConfig, format_table, run_bench
-from tasc.bench_models import answer_quality
+from tasc.evaluate import score_answers as answer_quality
 from tasc.corpus import load_corpus
 from tasc.draft_model import DraftConfig, train_draft
 from tasc.hybrid import HybridConfig, train_hybrid
