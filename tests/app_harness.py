@@ -59,3 +59,23 @@ def running_app(model_dir: Path, workdir: Path, **env: str) -> Iterator[RunningA
         app.store.cache_clear()
         app.pool.cache_clear()
         gr.close_all()
+
+
+def slow_training(monkeypatch, seconds_per_step: float = 0.02) -> None:
+    """Make every fine-tune step of the in-process app take at least this long.
+
+    On an idle machine the tiny model runs hundreds of steps a second, so a job can finish before a
+    test's Stop lands; a floor on the step time keeps it running while the test stops it.
+    """
+    import time
+
+    from tasc import finetune
+
+    collate = finetune.PadCollator.__call__
+
+    def slow_collate(self, features):
+        time.sleep(seconds_per_step)
+        return collate(self, features)
+
+    monkeypatch.setattr(finetune.PadCollator, "__call__", slow_collate)
+

@@ -11,7 +11,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app
-from tests.app_harness import running_app
+from tests.app_harness import running_app, slow_training
 
 SPEC = app.ARENA_SPEC
 
@@ -176,7 +176,8 @@ def test_finetune_lists_the_model_and_the_arena_races_it(served, tiny_model_dir)
     assert (model.path / "model.safetensors").is_file() and (model.path / "tasc.json").is_file()
 
 
-def test_finetune_stop_then_resume_from_the_checkpoint(served, tiny_model_dir):
+def test_finetune_stop_then_resume_from_the_checkpoint(served, tiny_model_dir, monkeypatch):
+    slow_training(monkeypatch)  # both stops must land while a job runs, however fast the machine
     c = Client(served.url, verbose=False)
     c.predict("weather_reports.jsonl", api_name="/use_example")
     job = c.submit(str(tiny_model_dir), "Full fine-tune", 400, None, api_name="/finetune")
