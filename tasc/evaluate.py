@@ -1,7 +1,9 @@
 """Quality of a model's answers on held-out rows: sacreBLEU and chrF for text, parse/match/F1 for JSON.
 
-Answers are produced by greedy decoding through the verify loop with a prompt-lookup drafter
-(lossless, so the answers are exactly plain greedy's, only produced faster). Rows that share an
+Answers are produced by greedy decoding through the verify loop with a TASC-spec drafter over an
+optional draft corpus (the training outputs), or prompt lookup without one. Greedy verification is
+lossless, so the answers are exactly plain greedy's, only produced faster — which is why drafting
+from any corpus, even one holding the references, cannot change a score. Rows that share an
 input (E2E has several references per input) are scored once, against all their references.
 """
 
@@ -111,13 +113,13 @@ def score_answers(hypotheses: Sequence[str], references: Sequence[Sequence[str]]
     return {"task": task, **score_text(list(hypotheses), [list(refs) for refs in references])}
 
 
-def answer(lm: LoadedModel, task_input: str, max_new_tokens: int = 128, drafter: Any = None) -> tuple[str, int]:
-    """The model's greedy answer to one input, and its length in tokens."""
+def answer(lm: LoadedModel, task_input: str, max_new_tokens: int = 128, drafter: Any = None) -> tuple[str, int, int]:
+    """The model's greedy answer to one input, its length in tokens, and the forward passes it took."""
     from tasc.decode import DecodeConfig, generate
 
     ids = lm.prompt_format.prompt_ids(lm.tokenizer, task_input)
     result = generate(lm.model, ids, drafter, DecodeConfig(max_new_tokens), lm.eos_token_id)
-    return lm.tokenizer.decode(result.tokens, skip_special_tokens=True).strip(), len(result.tokens)
+    return lm.tokenizer.decode(result.tokens, skip_special_tokens=True).strip(), len(result.tokens), result.forward_passes
 
 
 def evaluate(
@@ -127,26 +129,35 @@ def evaluate(
     max_new_tokens: int = 128,
     on_progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    draft_corpus: Corpus | None = None,
 ) -> dict[str, Any]:
     """Answer up to `n` distinct held-out inputs greedily and score them against their references.
 
+    `draft_corpus` (e.g. the training rows) only speeds decoding up: its outputs feed TASC-spec drafts.
+
     Returns:
-        {"task": "json"|"text", metric: value, ..., "n", "wall_s", "answer_tokens", "answers": [...]}.
+        {"task": "json"|"text", metric: value, ..., "n", "wall_s", "answer_tokens", "forward_passes",
+        "answers": [...]}.
     """
-    from tasc.drafts import make_drafter
+    from tasc.drafts import build_corpus_index, make_drafter
 
     if heldout.inputs is None:
         raise CorpusError(f"{heldout.source} has outputs only: evaluation needs inputs and reference outputs")
     refs = references_by_input(heldout)
     inputs = list(refs)[:n] if n else list(refs)
-    drafter = make_drafter("tasc-context", lm.tokenizer)  # lossless: only makes greedy faster
-    hypotheses, tokens = [], 0
+    # Lossless either way: drafts only decide how many greedy tokens one forward pass yields.
+    if draft_corpus is not None and draft_corpus.outputs:
+        drafter = make_drafter("tasc-spec", lm.tokenizer, build_corpus_index(lm.tokenizer, draft_corpus.outputs))
+    else:
+        drafter = make_drafter("tasc-context", lm.tokenizer)
+    hypotheses, tokens, passes = [], 0, 0
     t0 = time.perf_counter()
     for k, task_input in enumerate(inputs):
         check_cancel(cancel)
-        text, n_tokens = answer(lm, task_input, max_new_tokens, drafter)
+        text, n_tokens, n_passes = answer(lm, task_input, max_new_tokens, drafter)
         hypotheses.append(text)
         tokens += n_tokens
+        passes += n_passes
         if on_progress:
             on_progress(Progress("evaluate", k + 1, len(inputs), time.perf_counter() - t0))
     wall = time.perf_counter() - t0
@@ -158,5 +169,6 @@ def evaluate(
         "wall_s": round(wall, 2),
         "answer_tokens": tokens,
         "answer_chars": sum(map(len, hypotheses)),
+        "forward_passes": passes,
         "answers": [{"input": i, "output": h, "references": refs[i]} for i, h in zip(inputs, hypotheses)],
     }

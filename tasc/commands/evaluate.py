@@ -23,21 +23,24 @@ def register(subparsers: Any) -> None:
     p.add_argument("--corpus", required=True, help="held-out rows with input and reference output")
     p.add_argument("--n", type=int, default=None, help="score at most N distinct inputs (default: all)")
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--draft-corpus", metavar="CORPUS", help="outputs to draft from (e.g. the training corpus): faster, same answers")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Answer the held-out inputs and print the scores."""
+    from tasc.corpus import load_corpus
     from tasc.evaluate import evaluate
     from tasc.models import load_model
 
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     heldout = load_corpus_split(args.corpus, args)
+    draft_corpus = load_corpus(args.draft_corpus) if args.draft_corpus else None
     lm = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
     on_progress, close = progress_bar("evaluate")
     try:
-        result = evaluate(lm, heldout, n=args.n, max_new_tokens=args.max_new_tokens, on_progress=on_progress)
+        result = evaluate(lm, heldout, n=args.n, max_new_tokens=args.max_new_tokens, on_progress=on_progress, draft_corpus=draft_corpus)
     finally:
         close()
     metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -72,6 +72,17 @@ def test_evaluate_groups_references_by_input(tiny_lm):
     assert 0 <= result["bleu"] <= 100 and result["answer_tokens"] <= 8
 
 
+def test_evaluate_draft_corpus_changes_no_answer(tiny_lm):
+    rows = [{"input": f"play song {i} by the band", "output": f"song {i}"} for i in range(4)]
+    heldout = parse_corpus_bytes("".join(json.dumps(r) + "\n" for r in rows).encode(), "h.jsonl")
+    plain = evaluate(tiny_lm, heldout, max_new_tokens=12)
+    drafts = parse_corpus_bytes(b"play the band\nsong by the band\nsong 1\n", "train.txt")
+    drafted = evaluate(tiny_lm, heldout, max_new_tokens=12, draft_corpus=drafts)
+    assert [a["output"] for a in drafted["answers"]] == [a["output"] for a in plain["answers"]]
+    assert drafted["bleu"] == plain["bleu"] and drafted["answer_tokens"] == plain["answer_tokens"]
+    assert 0 < drafted["forward_passes"] <= drafted["answer_tokens"]
+
+
 def _run(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "tasc", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
