@@ -19,7 +19,7 @@ the corpus — and grow long only where they are likely to be accepted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Collection, Protocol, Sequence
 
 from tasc.ngram_index import CorpusIndex, ContextIndex, Prediction, normalised_keys
 
@@ -148,6 +148,8 @@ class TascDrafter:
         corpus_index: index of the task's outputs (None: context only, like prompt lookup).
         config: drafting parameters.
         context_keys: normalised key per token id (see `ngram_index.normalised_keys`).
+        stop_ids: tokens that end an answer (default: the corpus index's EOS); a draft ends with one,
+            since the verify loop would discard whatever follows it.
     """
 
     def __init__(
@@ -155,8 +157,12 @@ class TascDrafter:
         corpus_index: CorpusIndex | None,
         config: SpecConfig | None = None,
         context_keys: Sequence[int] | None = None,
+        stop_ids: Collection[int] | None = None,
     ) -> None:
         self.config = config or SpecConfig()
+        if stop_ids is None:
+            stop_ids = () if corpus_index is None or corpus_index.eos_id is None else (corpus_index.eos_id,)
+        self.stop_ids = frozenset(stop_ids)
         self.corpus = corpus_index if self.config.use_corpus else None
         self.context_keys = context_keys if self.config.normalise_context else None
         self.acceptance = AcceptanceModel(self.config.prior_strength)
@@ -214,6 +220,8 @@ class TascDrafter:
             if self.corpus is not None:
                 corpus_state = self.corpus.advance(corpus_state, pred.token)
             context_state = self.context.advance(context_state, pred.token)
+            if pred.token in self.stop_ids:
+                break  # e.g. the prompt's own end-of-turn token, which the context would continue past
         self._last_cells = cells
         return draft
 
@@ -254,4 +262,5 @@ def make_drafter(
         raise ValueError(f"unknown draft method {method!r}")
     if context_keys is None and config.use_context and config.normalise_context:
         context_keys = normalised_keys(tokenizer)
-    return TascDrafter(corpus_index, config, context_keys)
+    stop_ids = () if tokenizer.eos_token_id is None else (tokenizer.eos_token_id,)
+    return TascDrafter(corpus_index, config, context_keys, stop_ids)

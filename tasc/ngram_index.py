@@ -58,6 +58,7 @@ class CorpusIndex:
     """
 
     def __init__(self, sequences: Iterable[Sequence[int]], eos_id: int | None = None) -> None:
+        self.eos_id = eos_id
         # The build allocates ~2 dicts per token; pausing the cyclic GC (nothing here forms cycles)
         # stops it rescanning them over and over, which otherwise doubles the build time.
         gc_was_enabled = gc.isenabled()

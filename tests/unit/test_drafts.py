@@ -58,3 +58,15 @@ def test_empty_corpus_and_context_give_empty_draft():
     drafter = TascDrafter(CorpusIndex([], eos_id=0))
     drafter.start([])
     assert drafter.propose(8).tokens == []
+
+
+def test_draft_ends_at_end_of_answer():
+    # The prompt holds EOS (0) followed by more tokens, as a chat template's end-of-turn does: the
+    # context would keep drafting past it, but nothing after an EOS can be emitted.
+    drafter = make([[7, 8]] * 5, use_corpus=False)
+    drafter.start([3, 4, 5, 0, 11, 12, 13, 3, 4])
+    draft = drafter.propose(16)
+    assert draft.tokens == [5, 0]
+    no_stop = TascDrafter(CorpusIndex([[7, 8]] * 5, eos_id=0), SpecConfig(use_corpus=False), stop_ids=())
+    no_stop.start([3, 4, 5, 0, 11, 12, 13, 3, 4])
+    assert no_stop.propose(16).tokens[:4] == [5, 0, 11, 12]
