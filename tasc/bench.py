@@ -179,6 +179,7 @@ def run_bench(
     on_progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     references: Sequence[Sequence[str]] | None = None,
+    corpus_inputs: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Time every method on every prompt; return figures and speed-ups against greedy.
 
@@ -187,6 +188,8 @@ def run_bench(
         prompts: task inputs (rendered with `lm.prompt_format`).
         corpus_outputs: the task output corpus the TASC drafters index.
         config: methods and settings.
+        corpus_inputs: the corpus rows' inputs, when it has them: TASC-spec then also drafts from
+            the answers of the rows whose inputs are most like each prompt.
         references: per prompt, its reference outputs; when given, each method's figures get a
             "quality" entry (BLEU/chrF, or JSON exact match and slot F1), needed by lossy methods.
     Returns:
@@ -203,7 +206,7 @@ def run_bench(
         raise ValueError(f"got {len(references)} reference lists for {len(prompts)} prompts")
     t_index = time.perf_counter()
     needs_index = any(m in ("tasc-spec", "tasc-corpus", "draft-model+tasc") for m in methods)
-    corpus_index = build_corpus_index(lm.tokenizer, corpus_outputs) if needs_index else None
+    corpus_index = build_corpus_index(lm.tokenizer, corpus_outputs, corpus_inputs) if needs_index else None
     index_s = time.perf_counter() - t_index
     # Each method runs on its model with that model's tokenizer and prompt format: the TASC-ft
     # methods on the enriched fine-tuned model, every other method on `lm`.
@@ -215,7 +218,7 @@ def run_bench(
         from tasc.models import load_model
 
         ft_lm = load_model(config.ft_model, device=lm.device)
-        ft_index = build_corpus_index(ft_lm.tokenizer, corpus_outputs) if "tasc-ft+spec" in methods else None
+        ft_index = build_corpus_index(ft_lm.tokenizer, corpus_outputs, corpus_inputs) if "tasc-ft+spec" in methods else None
         model_of.update({m: ft_lm for m in methods if m in FT_METHODS})
     runners = {m: method_runner(m, model_of[m], ft_index if m in FT_METHODS else corpus_index, config) for m in methods}
     distinct = {id(x): x for x in model_of.values()}  # each model's prompts are tokenised once

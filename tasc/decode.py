@@ -133,6 +133,110 @@ def accept_sampling(
     return len(draft), int(torch.multinomial(probs[len(draft)], 1, generator=generator))
 
 
+def accept_greedy_tree(draft: Draft, logits: torch.Tensor) -> tuple[list[int], int]:
+    """The draft tokens on the longest path the model's argmax follows, and the model's token after it.
+
+    Args:
+        draft: a tree draft of n tokens.
+        logits: (n + 1, V) logits at the pending token (row 0) and at each draft token (row i + 1).
+    Returns:
+        (indices of the accepted draft tokens from the root down, next token).
+    """
+    preds = logits.argmax(-1).tolist()  # (n + 1,)
+    children: dict[int, dict[int, int]] = {}
+    for i, (token, parent) in enumerate(zip(draft.tokens, draft.parent_list())):
+        children.setdefault(parent, {}).setdefault(token, i)
+    path, node = [], -1
+    while True:
+        child = children.get(node, {}).get(preds[node + 1])
+        if child is None:
+            return path, preds[node + 1]
+        path.append(child)
+        node = child
+
+
+def accept_sampling_tree(
+    draft: Draft, logits: torch.Tensor, config: DecodeConfig, generator: torch.Generator | None
+) -> tuple[list[int], int]:
+    """Speculative sampling over a tree of deterministic drafts.
+
+    At each accepted node its children are tried in order: child c is accepted with probability
+    p(c) under the current distribution p; on rejection c is removed from p and p renormalised.
+    So P(c1) = p(c1), P(c2) = (1 - p(c1)) * p(c2) / (1 - p(c1)) = p(c2), ...: every emitted token
+    is distributed exactly as the model's. When all children fail, the token is sampled from the
+    remaining p.
+    """
+    probs = warp_probs(logits, config.temperature, config.top_p)  # (n + 1, V)
+    children: dict[int, list[int]] = {}
+    for i, parent in enumerate(draft.parent_list()):
+        children.setdefault(parent, []).append(i)
+    path, node = [], -1
+    while True:
+        p = probs[node + 1].clone()
+        for child in children.get(node, []):
+            token = draft.tokens[child]
+            if torch.rand((), generator=generator).item() < p[token].item():
+                path.append(child)
+                node = child
+                break
+            p[token] = 0.0
+            total = p.sum()
+            if total <= 0:  # every remaining token was tried; rounding left no mass
+                return path, token
+            p = p / total
+        else:
+            return path, int(torch.multinomial(p, 1, generator=generator))
+
+
+def tree_inputs(pending: int, draft: Draft, past_len: int, device: Any, mask_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input ids, position ids and 4D attention mask of one tree verify pass.
+
+    Row 0 is the pending token, row i + 1 draft token i; each row sees the cache, its ancestors
+    and itself, and sits at position past_len + its depth, so every branch is computed exactly as
+    if it were the only continuation.
+
+    Args:
+        mask_dtype: None for a boolean mask (True: attend; SDPA), else the float dtype of an additive
+            mask (0 or the dtype's minimum; eager attention).
+    Returns:
+        ids (1, n + 1), positions (1, n + 1), mask (1, 1, n + 1, past_len + n + 1).
+    """
+    n = len(draft)
+    visible = torch.zeros(n + 1, n + 1, dtype=torch.bool)  # (q, q): ancestors and self
+    visible[0, 0] = True
+    depth = [0]
+    for i, parent in enumerate(draft.parent_list()):
+        visible[i + 1] = visible[parent + 1]
+        visible[i + 1, i + 1] = True
+        depth.append(depth[parent + 1] + 1)
+    mask = torch.cat([torch.ones(n + 1, past_len, dtype=torch.bool), visible], dim=1)[None, None]
+    if mask_dtype is not None:
+        mask = torch.zeros(mask.shape, dtype=mask_dtype).masked_fill(~mask, torch.finfo(mask_dtype).min)
+    ids = torch.tensor([[pending] + draft.tokens], device=device)
+    positions = torch.tensor([[past_len + d for d in depth]], device=device)
+    return ids, positions, mask.to(device)
+
+
+def keep_cache_positions(cache: Any, start: int, keep: Sequence[int]) -> None:
+    """Keep the cache's first `start` positions and then only the positions `keep` (ascending)."""
+    index = None
+    for layer in cache.layers:
+        if index is None:
+            index = torch.tensor(list(keep), dtype=torch.long, device=layer.keys.device)
+        layer.keys = torch.cat([layer.keys[..., :start, :], layer.keys.index_select(-2, index)], dim=-2)
+        layer.values = torch.cat([layer.values[..., :start, :], layer.values.index_select(-2, index)], dim=-2)
+
+
+def tree_mask_dtype(model: Any) -> torch.dtype | None | bool:
+    """How this model takes a custom tree mask: None (boolean, SDPA), a float dtype (eager), or False (cannot)."""
+    impl = getattr(model.config, "_attn_implementation", None) or "eager"
+    if impl == "sdpa":
+        return None
+    if impl == "eager":
+        return model.dtype
+    return False  # flash / flex kernels take no arbitrary mask: trees fall back to their main chain
+
+
 def _new_cache(model: Any) -> Any:
     """An empty dynamic KV cache for this model."""
     from transformers import DynamicCache
@@ -159,6 +263,7 @@ def speculative_steps(
     """
     config = config or DecodeConfig()
     drafter = drafter or NoDraft()
+    mask_dtype = tree_mask_dtype(model)
     eos = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or ())
     device = model.device
     generator = None
@@ -187,28 +292,45 @@ def speculative_steps(
         # 1. Draft: at most the tokens still allowed after the pending one and the model's next.
         t_draft = time.perf_counter()
         room = config.max_new_tokens - produced - 1
-        draft: Draft = drafter.propose(room) if room > 0 else Draft()
-        tokens = draft.tokens[: max(room, 0)]
+        draft: Draft = drafter.propose(room).limit_depth(room) if room > 0 else Draft()
+        if draft.parents is not None and mask_dtype is False:
+            draft = draft.main_chain()
         t_forward = time.perf_counter()
 
-        # 2. Forward the pending token and the draft in one pass.
-        inputs = torch.tensor([[pending] + tokens], device=device)  # (1, k + 1)
-        logits = model(inputs, past_key_values=cache, use_cache=True).logits[0].float()  # (k + 1, V)
-
-        # 3. Accept the longest valid draft prefix; the model adds one token of its own.
-        if config.do_sample:
-            n_acc, next_token = accept_sampling(tokens, logits, config, generator)
+        if draft.parents is None:
+            # 2. Forward the pending token and the draft chain in one pass.
+            inputs = torch.tensor([[pending] + draft.tokens], device=device)  # (1, k + 1)
+            logits = model(inputs, past_key_values=cache, use_cache=True).logits[0].float()  # (k + 1, V)
+            # 3. Accept the longest valid draft prefix; the model adds one token of its own.
+            if config.do_sample:
+                n_acc, next_token = accept_sampling(draft.tokens, logits, config, generator)
+            else:
+                n_acc, next_token = accept_greedy(draft.tokens, logits)
+            path = list(range(n_acc))
         else:
-            n_acc, next_token = accept_greedy(tokens, logits)
+            # 2'. A tree: every branch in the same pass, each seeing only its own ancestors.
+            past_len = cache.get_seq_length()
+            ids, positions, mask = tree_inputs(pending, draft, past_len, device, mask_dtype)
+            logits = model(ids, past_key_values=cache, use_cache=True, position_ids=positions,
+                           attention_mask=mask).logits[0].float()  # (n + 1, V)
+            if config.do_sample:
+                path, next_token = accept_sampling_tree(draft, logits, config, generator)
+            else:
+                path, next_token = accept_greedy_tree(draft, logits)
 
-        # 4. Crop the cache: keep the pending token and the accepted draft tokens.
-        rejected = len(tokens) - n_acc
-        if rejected:
-            cache.crop(-rejected)  # transformers 5: a negative count removes that many positions
+        # 4. Roll the cache back to the pending token and the accepted draft tokens.
+        if path == list(range(len(path))):  # a prefix of the main chain: drop the tail
+            rejected = len(draft) - len(path)
+            if rejected:
+                cache.crop(-rejected)  # transformers 5: a negative count removes that many positions
+        else:  # a side branch: gather its positions
+            start = cache.get_seq_length() - len(draft)
+            keep_cache_positions(cache, start, [start + i for i in path])
+        n_acc = len(path)
 
         # 5. Emit, stopping at EOS or the budget; tell the drafter what happened.
-        emitted = tokens[:n_acc] + [next_token]
-        sources = draft.sources[:n_acc] + [MODEL]
+        emitted = [draft.tokens[i] for i in path] + [next_token]
+        sources = [draft.sources[i] for i in path] + [MODEL]
         finished = False
         for i, token in enumerate(emitted):
             if token in eos:
@@ -221,7 +343,7 @@ def speculative_steps(
         produced += len(emitted)
         pending = next_token
         now = time.perf_counter()
-        yield Step(emitted, min(n_acc, len(emitted)), sources, tokens, t_forward - t_draft, now - t_forward, now - t0, finished)
+        yield Step(emitted, min(n_acc, len(emitted)), sources, draft.tokens, t_forward - t_draft, now - t_forward, now - t0, finished)
         if finished:
             return
 

@@ -21,27 +21,77 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Collection, Protocol, Sequence
 
-from tasc.ngram_index import CorpusIndex, ContextIndex, Prediction, normalised_keys
+from tasc.ngram_index import CorpusIndex, ContextIndex, NeighbourIndex, Prediction, normalised_keys
 
 CORPUS, CONTEXT, MODEL = "corpus", "context", "model"
+NEIGHBOURS = "neighbours"  # the corpus rows with inputs like the prompt; reported as "corpus"
 
 
 @dataclass
 class Draft:
-    """Tokens proposed for one verify pass.
+    """Tokens proposed for one verify pass: a chain, or a tree of alternatives.
 
     Attributes:
-        tokens: the proposed token ids, in order.
+        tokens: the proposed token ids.
         sources: per token, the index it came from ("corpus" or "context").
-        probs: per token, the estimated chance it is accepted given all earlier ones were.
+        probs: per token, the estimated chance it is accepted given its ancestors were.
+        parents: None for a chain (token i follows token i - 1); for a tree, per token the index of
+            the token it follows, -1 for the first position. Parents come before their children, and
+            the main chain (0, 1, 2, ...) comes first, so a chain's verdict is a prefix of it.
     """
 
     tokens: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     probs: list[float] = field(default_factory=list)
+    parents: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    def parent_list(self) -> list[int]:
+        """Parents of every token (a chain's are i - 1)."""
+        return list(range(-1, len(self.tokens) - 1)) if self.parents is None else list(self.parents)
+
+    def depths(self) -> list[int]:
+        """1-based depth of every token (its position in the answer after the pending token)."""
+        depth: list[int] = []
+        for parent in self.parent_list():
+            depth.append(1 if parent < 0 else depth[parent] + 1)
+        return depth
+
+    def limit_depth(self, max_depth: int) -> "Draft":
+        """The draft without tokens deeper than `max_depth` (no more can be emitted)."""
+        if max_depth <= 0:
+            return Draft()
+        if self.parents is None:
+            return Draft(self.tokens[:max_depth], self.sources[:max_depth], self.probs[:max_depth])
+        keep = [i for i, d in enumerate(self.depths()) if d <= max_depth]
+        new_index = {old: new for new, old in enumerate(keep)}
+        return Draft([self.tokens[i] for i in keep], [self.sources[i] for i in keep], [self.probs[i] for i in keep],
+                     [new_index.get(self.parents[i], -1) for i in keep])
+
+    def main_chain(self) -> "Draft":
+        """The first chain of the draft (tokens 0, 1, 2, ... while each follows the one before)."""
+        if self.parents is None:
+            return self
+        n = 0
+        while n < len(self.parents) and self.parents[n] == n - 1:
+            n += 1
+        return Draft(self.tokens[:n], self.sources[:n], self.probs[:n])
+
+    def path_of(self, accepted: Sequence[int]) -> list[int]:
+        """Indices of the draft tokens that spell `accepted`, walking from the root."""
+        children: dict[int, dict[int, int]] = {}
+        for i, (token, parent) in enumerate(zip(self.tokens, self.parent_list())):
+            children.setdefault(parent, {}).setdefault(token, i)
+        path, node = [], -1
+        for token in accepted:
+            child = children.get(node, {}).get(token)
+            if child is None:
+                break
+            path.append(child)
+            node = child
+        return path
 
 
 class DraftSource(Protocol):
@@ -51,10 +101,10 @@ class DraftSource(Protocol):
         """Begin a new answer after `prompt_ids`."""
 
     def propose(self, max_len: int) -> Draft:
-        """Propose up to `max_len` next tokens (empty: take a plain step)."""
+        """Propose up to `max_len` next tokens, as a chain or a tree (empty: take a plain step)."""
 
     def update(self, emitted: Sequence[int], n_accepted: int) -> None:
-        """Record the tokens the model emitted; the first `n_accepted` were draft tokens."""
+        """Record the tokens the model emitted; the first `n_accepted` were draft tokens (one path of a tree)."""
 
 
 class NoDraft:
@@ -90,6 +140,9 @@ class SpecConfig:
     prior_strength: float = 4.0  # pseudo-observations behind each prior acceptance estimate
     corpus_weight: float = 1.0  # multiplies corpus guesses' scores (mixer weight)
     context_weight: float = 1.0  # multiplies context guesses' scores (mixer weight)
+    max_branches: int = 0  # side branches of a tree draft (0: a chain); each starts at a runner-up guess
+    neighbours: int = 8  # corpus rows with inputs like the prompt whose answers are a source (0: off)
+    neighbour_window: int = 64  # the prompt's last tokens, where the task input is, that find them
 
 
 def _len_bucket(match_len: int) -> int:
@@ -142,7 +195,11 @@ class AcceptanceModel:
 
 
 class TascDrafter:
-    """TASC-spec drafter: corpus n-grams mixed with context n-grams, adaptive length.
+    """TASC-spec drafter: corpus n-grams mixed with context n-grams, adaptive length, optional tree.
+
+    Three indexes guess the next token: the whole corpus (what answers usually say), the answers of
+    the corpus rows whose inputs are most like this prompt (when the corpus has inputs), and the
+    context (prompt and answer so far). Drafted tokens of the first two are reported as "corpus".
 
     Args:
         corpus_index: index of the task's outputs (None: context only, like prompt lookup).
@@ -167,24 +224,49 @@ class TascDrafter:
         self.context_keys = context_keys if self.config.normalise_context else None
         self.acceptance = AcceptanceModel(self.config.prior_strength)
         self.context = ContextIndex(self.config.context_ngram, self.context_keys)
-        self._corpus_state: tuple[int, int] = (0, 0)
+        self.near: CorpusIndex | None = None  # this prompt's neighbours' answers
+        self._states: tuple[Any, Any, Any] = ((0, 0), (0, 0), ())  # (corpus, neighbours, context) matcher states
         self._last_cells: list[tuple[str, int, int]] = []
+        self._last_draft: Draft | None = None
+        self._depth: list[int] = []  # depth of each token of the draft being built
 
     def start(self, prompt_ids: Sequence[int]) -> None:
-        """Index the prompt; the corpus match starts at "start of answer"."""
+        """Index the prompt, find its neighbours; the corpus matches start at "start of answer"."""
         self.context = ContextIndex(self.config.context_ngram, self.context_keys)
         self.context.extend(prompt_ids)
-        self._corpus_state = self.corpus.start_state() if self.corpus else (0, 0)
-        self._last_cells = []
+        neighbours = getattr(self.corpus, "neighbours", None)
+        self.near = None
+        if neighbours is not None and self.config.neighbours > 0:
+            query = list(prompt_ids)[-self.config.neighbour_window :]  # not few-shot examples further up
+            self.near = CorpusIndex(neighbours.nearest(query, self.config.neighbours), eos_id=self.corpus.eos_id)
+        self._states = (self.corpus.start_state() if self.corpus else (0, 0),
+                        self.near.start_state() if self.near else (0, 0), self.context.tail_keys())
+        self._last_cells, self._last_draft = [], None
 
-    def _guesses(self, corpus_state: tuple[int, int], context_state: tuple[int, ...]) -> list[tuple[float, str, Prediction]]:
+    def _advance(self, states: tuple[Any, Any, Any], token: int) -> tuple[Any, Any, Any]:
+        """Matcher states after one (drafted) token."""
+        corpus_state, near_state, context_state = states
+        return (self.corpus.advance(corpus_state, token) if self.corpus is not None else corpus_state,
+                self.near.advance(near_state, token) if self.near is not None else near_state,
+                self.context.advance(context_state, token))
+
+    def _guesses(self, states: tuple[Any, Any, Any]) -> list[tuple[float, str, Prediction]]:
         """Scored next-token guesses of every enabled index, best first."""
         cfg = self.config
+        corpus_state, near_state, context_state = states
         guesses = []
         if self.corpus is not None:
             pred = self.corpus.predict(corpus_state)
             if pred is not None:
                 guesses.append((cfg.corpus_weight * self.acceptance.estimate(CORPUS, pred), CORPUS, pred))
+                # A tree may branch to the corpus's second choice where its first is unsure.
+                runner = self.corpus.predict_runner_up(corpus_state) if cfg.max_branches and pred.share < 0.9 else None
+                if runner is not None:
+                    guesses.append((cfg.corpus_weight * self.acceptance.estimate(CORPUS, runner), CORPUS, runner))
+        if self.near is not None:
+            pred = self.near.predict(near_state)
+            if pred is not None:
+                guesses.append((cfg.corpus_weight * self.acceptance.estimate(NEIGHBOURS, pred), NEIGHBOURS, pred))
         if cfg.use_context:
             pred = self.context.predict(context_state)
             if pred is not None:
@@ -192,53 +274,109 @@ class TascDrafter:
         guesses.sort(key=lambda g: g[0], reverse=True)
         return guesses
 
-    def propose(self, max_len: int) -> Draft:
-        """Extend a draft token by token while its survival chance beats the verify cost."""
+    def _add(self, draft: Draft, cells: list[tuple[str, int, int]], token_source: tuple[str, Prediction], p: float,
+             parent: int, depth: int) -> None:
+        """Append one token to the draft under construction."""
+        source, pred = token_source
+        draft.tokens.append(pred.token)
+        draft.sources.append(CORPUS if source == NEIGHBOURS else source)
+        draft.probs.append(p)
+        draft.parents.append(parent)  # type: ignore[union-attr]
+        cells.append(self.acceptance.cell(source, pred))
+        self._depth.append(depth)
+
+    def _extend(self, states: tuple[Any, Any, Any], survival: float, max_len: int, draft: Draft,
+                cells: list[tuple[str, int, int]], parent: int, forks: list[tuple[float, int, int, Any]] | None) -> None:
+        """Append a chain to `draft` below `parent` while its survival chance beats the verify cost.
+
+        With `forks`, every runner-up guess met on the way is recorded as (value, depth, parent,
+        (source, guess, states)) for a side branch: value is the chance that the branch's first token
+        is the one the model writes (the path up to it survives, the chain's own guess there does not).
+        """
         cfg = self.config
-        draft = Draft()
-        cells: list[tuple[str, int, int]] = []
-        corpus_state = self._corpus_state
-        context_state = self.context.tail_keys()
-        survival = 1.0
-        for _ in range(min(max_len, cfg.max_draft)):
-            guesses = self._guesses(corpus_state, context_state)
+        depth = 0 if parent < 0 else self._depth[parent]
+        for _ in range(max_len):
+            guesses = self._guesses(states)
             if not guesses:
                 break
             score, source, pred = guesses[0]
-            # When both indexes guess the same token, either being right is enough.
+            # When several indexes guess the same token, any being right is enough.
             for other_score, _, other in guesses[1:]:
                 if other.token == pred.token:
                     score = 1.0 - (1.0 - min(score, 1.0)) * (1.0 - min(other_score, 1.0))
             p = min(score, 0.999)
-            if survival * p < cfg.token_cost:
+            stop = survival * p < cfg.token_cost
+            if forks is not None:
+                runners = [g for g in guesses[1:] if g[2].token != pred.token]
+                if stop:  # the chain ends here: its own guess is a branch candidate like the others
+                    runners = [(score, source, pred)] + runners
+                miss = 1.0 if stop else 1.0 - p
+                for r_score, r_source, r_pred in runners:
+                    forks.append((survival * miss * min(r_score, 0.999), depth, parent, (r_source, r_pred, states)))
+            if stop:
                 break
             survival *= p
-            draft.tokens.append(pred.token)
-            draft.sources.append(source)
-            draft.probs.append(p)
-            cells.append(self.acceptance.cell(source, pred))
-            if self.corpus is not None:
-                corpus_state = self.corpus.advance(corpus_state, pred.token)
-            context_state = self.context.advance(context_state, pred.token)
+            depth += 1
+            self._add(draft, cells, (source, pred), p, parent, depth)
+            parent = len(draft.tokens) - 1
+            states = self._advance(states, pred.token)
             if pred.token in self.stop_ids:
                 break  # e.g. the prompt's own end-of-turn token, which the context would continue past
-        self._last_cells = cells
+
+    def propose(self, max_len: int) -> Draft:
+        """The most likely chain, plus (with `max_branches`) side branches at the likeliest runner-up guesses."""
+        cfg = self.config
+        limit = min(max_len, cfg.max_draft)
+        draft = Draft(parents=[])
+        cells: list[tuple[str, int, int]] = []
+        self._depth = []
+        forks: list[tuple[float, int, int, Any]] | None = [] if cfg.max_branches > 0 else None
+        self._extend(self._states, 1.0, limit, draft, cells, -1, forks)
+        seen = {(parent, token) for parent, token in zip(draft.parents or [], draft.tokens)}
+        for value, depth, parent, (source, pred, states) in sorted(forks or [], key=lambda f: -f[0])[: cfg.max_branches]:
+            if value < cfg.token_cost or depth >= limit or (parent, pred.token) in seen:
+                continue
+            seen.add((parent, pred.token))
+            # The branch's first token, then its own most likely chain.
+            self._add(draft, cells, (source, pred), value, parent, depth + 1)
+            if pred.token not in self.stop_ids:
+                self._extend(self._advance(states, pred.token), value, limit - depth - 1, draft, cells, len(draft.tokens) - 1, None)
+        if forks is None or len(draft) == len(draft.main_chain()):
+            draft.parents = None  # a plain chain
+        self._last_draft, self._last_cells = draft, cells
         return draft
 
     def update(self, emitted: Sequence[int], n_accepted: int) -> None:
-        """Learn from the verdict on the last draft and index the emitted tokens."""
-        for i, cell in enumerate(self._last_cells[: n_accepted + 1]):
-            self.acceptance.observe(cell, accepted=i < n_accepted)
-        self._last_cells = []
-        if self.corpus is not None:
-            self._corpus_state = self.corpus.walk(self._corpus_state, emitted)
+        """Learn from the verdict on the last draft and index the emitted tokens.
+
+        Judged tokens are those whose parent was accepted (or that start the draft): accepted when on
+        the accepted path, rejected otherwise; tokens below a rejection were never judged.
+        """
+        draft = self._last_draft
+        if draft is not None and self._last_cells:
+            path = set(draft.path_of(emitted[:n_accepted]))
+            for i, (parent, cell) in enumerate(zip(draft.parent_list(), self._last_cells)):
+                if parent < 0 or parent in path:
+                    self.acceptance.observe(cell, accepted=i in path)
+        self._last_draft, self._last_cells = None, []
         self.context.extend(emitted)
+        corpus_state, near_state, _ = self._states
+        self._states = (self.corpus.walk(corpus_state, emitted) if self.corpus is not None else corpus_state,
+                        self.near.walk(near_state, emitted) if self.near is not None else near_state,
+                        self.context.tail_keys())
 
 
-def build_corpus_index(tokenizer: Any, outputs: Sequence[str]) -> CorpusIndex:
-    """Tokenise corpus outputs with the target's tokenizer and index them (EOS marks an answer's end)."""
+def build_corpus_index(tokenizer: Any, outputs: Sequence[str], inputs: Sequence[str] | None = None) -> CorpusIndex:
+    """Tokenise corpus outputs with the target's tokenizer and index them (EOS marks an answer's end).
+
+    With the rows' `inputs`, the index also finds the rows whose inputs are like a prompt
+    (`index.neighbours`, see `NeighbourIndex`).
+    """
     sequences = tokenizer(list(outputs), add_special_tokens=False)["input_ids"] if outputs else []
-    return CorpusIndex(sequences, eos_id=tokenizer.eos_token_id)
+    index = CorpusIndex(sequences, eos_id=tokenizer.eos_token_id)
+    if inputs is not None and len(inputs) == len(outputs) and len(outputs):
+        index.neighbours = NeighbourIndex(tokenizer(list(inputs), add_special_tokens=False)["input_ids"], sequences)
+    return index
 
 
 def make_drafter(

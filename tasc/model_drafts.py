@@ -186,7 +186,7 @@ class MixedDrafter:
         self.ngram = ngram
         self.model = model
         self.config = config or model.config
-        self._ngram_tokens: list[int] = []
+        self._ngram_draft = Draft()
 
     def start(self, prompt_ids: Sequence[int]) -> None:
         """Start both drafters on the prompt."""
@@ -196,8 +196,8 @@ class MixedDrafter:
     def propose(self, max_len: int) -> Draft:
         """The n-gram draft if it expects >= ngram_first accepted tokens, else the likelier of the two."""
         ngram = self.ngram.propose(max_len)
-        self._ngram_tokens = list(ngram.tokens)
-        ngram_expected = expected_accepted(ngram.probs)
+        self._ngram_draft = ngram
+        ngram_expected = expected_accepted(ngram.main_chain().probs)  # a tree's side branches only add to it
         if ngram_expected >= self.config.ngram_first:
             return ngram
         model = self.model.propose(max_len)
@@ -210,6 +210,6 @@ class MixedDrafter:
         tokens are the target's greedy choices, so its draft would have kept exactly its common
         prefix with them.
         """
-        self.ngram.update(emitted, common_prefix(self._ngram_tokens, emitted))
+        self.ngram.update(emitted, len(self._ngram_draft.path_of(emitted)))
         self.model.update(emitted, n_accepted)
-        self._ngram_tokens = []
+        self._ngram_draft = Draft()

@@ -15,11 +15,16 @@ length and costs one tuple per (position, n) to build. Memory is at most 2n stat
 The context index (prompt + text so far) is small and grows by one token per step, so it is a hash
 of the last-seen position of each n-gram up to `max_ngram`, keyed by *normalised* tokens: "miles"
 after a JSON quote and " miles" in the prompt are different BPE tokens of the same word.
+
+The neighbour index finds the corpus rows whose *inputs* are most like a prompt (an inverted index
+with IDF weights); the drafter indexes their answers as a third, prompt-specific source.
 """
 
 from __future__ import annotations
 
 import gc
+import heapq
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -59,6 +64,7 @@ class CorpusIndex:
 
     def __init__(self, sequences: Iterable[Sequence[int]], eos_id: int | None = None) -> None:
         self.eos_id = eos_id
+        self.neighbours: "NeighbourIndex | None" = None  # set by drafts.build_corpus_index when inputs are known
         # The build allocates ~2 dicts per token; pausing the cyclic GC (nothing here forms cycles)
         # stops it rescanning them over and over, which otherwise doubles the build time.
         gc_was_enabled = gc.isenabled()
@@ -140,6 +146,8 @@ class CorpusIndex:
             best_token[state], best_count[state], total[state] = bt, bc, tot
 
         self._next = nxt
+        self._count = count
+        self._top: dict[int, list[tuple[int, int]]] = {}  # state -> its 2 most frequent (token, count), on demand
         self._link = link
         self._length = length
         self._best_token = best_token
@@ -181,6 +189,21 @@ class CorpusIndex:
         if m == 0 or self._total[s] == 0:
             return None
         return Prediction(self._best_token[s], self._best_count[s] / self._total[s], m, self._total[s])
+
+    def predict_runner_up(self, state: tuple[int, int]) -> Prediction | None:
+        """Second most frequent next token after the current match (the alternative a tree drafts)."""
+        s, m = state
+        if m == 0 or self._total[s] == 0:
+            return None
+        top = self._top.get(s)
+        if top is None:
+            count = self._count
+            top = heapq.nlargest(2, ((count[t], token) for token, t in self._next[s].items() if token != SEP))
+            top = self._top[s] = [(token, c) for c, token in top]
+        for token, c in top:  # the best one that is not `predict`'s (ties may come in either order)
+            if token != self._best_token[s]:
+                return Prediction(token, c / self._total[s], m, self._total[s])
+        return None
 
 
 class ContextIndex:
@@ -234,6 +257,49 @@ class ContextIndex:
             if i is not None:
                 return Prediction(self.tokens[i], 1.0, n, 1)
         return None
+
+
+class NeighbourIndex:
+    """The corpus rows whose inputs share the most informative tokens with a prompt.
+
+    The corpus index knows what answers *usually* say; the neighbours' answers know what answers to
+    *similar inputs* say: the intent and slot names a SNIPS request needs are the ones of the
+    training requests that use its words. Scoring is an inverted index over input token ids with
+    IDF weights (BM25 without length saturation, which these short inputs do not need), normalised
+    by each row's own weight so a short row covered by the prompt ranks above a long one that
+    merely overlaps. Tokens in over `max_df` of the inputs (the prompt template, "the", "to") are
+    skipped: they say nothing and their postings are the long ones.
+    """
+
+    def __init__(self, inputs: Sequence[Sequence[int]], outputs: Sequence[Sequence[int]], max_df: float = 0.1) -> None:
+        if len(inputs) != len(outputs):
+            raise ValueError(f"need one output per input, got {len(inputs)} inputs and {len(outputs)} outputs")
+        postings: dict[int, list[int]] = {}
+        for row, ids in enumerate(inputs):
+            for token in set(ids):
+                postings.setdefault(token, []).append(row)
+        n = max(len(inputs), 1)
+        limit = max(1, int(max_df * n))
+        self._idf = {t: math.log(1.0 + n / len(rows)) for t, rows in postings.items() if len(rows) <= limit}
+        self._postings = {t: rows for t, rows in postings.items() if t in self._idf}
+        self._weight = [math.sqrt(sum(self._idf.get(t, 0.0) for t in set(ids))) or 1.0 for ids in inputs]
+        self.outputs = [list(o) for o in outputs]
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    def nearest(self, query: Sequence[int], k: int = 8) -> list[list[int]]:
+        """Outputs of the (up to) k rows most similar to `query`, best first."""
+        scores: dict[int, float] = {}
+        for token in set(query):
+            w = self._idf.get(token)
+            if w is None:
+                continue
+            for row in self._postings[token]:
+                scores[row] = scores.get(row, 0.0) + w
+        weight = self._weight
+        best = heapq.nlargest(k, scores.items(), key=lambda kv: kv[1] / weight[kv[0]])
+        return [self.outputs[row] for row, _ in best]
 
 
 def normalised_keys(tokenizer) -> list[int]:

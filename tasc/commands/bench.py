@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     on_progress, close = progress_bar("bench")
     try:
-        report = run_bench(lm, inputs, corpus.outputs, config, on_progress=on_progress, references=[refs[i] for i in inputs])
+        report = run_bench(lm, inputs, corpus.outputs, config, on_progress=on_progress, references=[refs[i] for i in inputs],
+                           corpus_inputs=corpus.inputs)
     finally:
         close()
     report.update({"corpus": corpus.source, "prompts": prompts.source, "shots": args.shots, "warning": warning})

@@ -5,7 +5,14 @@ import random
 import pytest
 import torch
 
-from tasc.decode import DecodeConfig, accept_sampling, generate, speculative_steps, warp_probs
+from tasc.decode import (
+    DecodeConfig,
+    accept_sampling,
+    accept_sampling_tree,
+    generate,
+    speculative_steps,
+    warp_probs,
+)
 from tasc.drafts import Draft, TascDrafter
 from tasc.ngram_index import CorpusIndex
 from tests.tiny import make_tiny_model
@@ -38,6 +45,27 @@ class ScriptedDrafter:
         self.pos += len(emitted)
 
 
+class ScriptedTreeDrafter(ScriptedDrafter):
+    """A tree: a main chain that goes wrong at a random depth, and side branches, one of them right."""
+
+    def propose(self, max_len):
+        k = self.rng.randrange(1, 12)
+        truth = self.answer[self.pos : self.pos + k] or [5]
+        cut = self.rng.randrange(0, len(truth))  # the main chain is right up to here
+        main = truth[:cut] + [(t + 1) % VOCAB for t in truth[cut:]]
+        tokens, parents = list(main), list(range(-1, len(main) - 1))
+        for _ in range(self.rng.randrange(1, 4)):
+            at = self.rng.randrange(0, cut + 1)  # branch off after `at` right tokens
+            right = self.mode == "right" or self.rng.random() < 0.5
+            branch = truth[at:] if right else [(t + 2) % VOCAB for t in truth[at:]]
+            parent = at - 1
+            for t in branch:
+                tokens.append(t)
+                parents.append(parent)
+                parent = len(tokens) - 1
+        return Draft(tokens, ["corpus"] * len(tokens), [0.5] * len(tokens), parents)
+
+
 def hf_greedy(model, prompt, max_new_tokens):
     out = model.generate(
         torch.tensor([prompt]), max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=EOS, pad_token_id=EOS
@@ -64,6 +92,50 @@ def test_scripted_drafts_are_lossless(models, mode):
         assert len(result.tokens) <= budget
         if mode == "right" and len(reference) > 4:
             assert result.forward_passes < len(reference)  # right drafts must save passes
+
+
+@pytest.mark.parametrize("mode", ["right", "mixed"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_tree_drafts_are_lossless_and_side_branches_count(mode, attn):
+    rng = random.Random(11)
+    models = [make_tiny_model(VOCAB, seed=s, layers=2, hidden=32) for s in range(2)]
+    for m in models:
+        m.config._attn_implementation = attn
+    for case in range(20):
+        model = models[case % len(models)]
+        prompt = [rng.randrange(1, VOCAB) for _ in range(rng.randrange(1, 20))]
+        budget = rng.choice([1, 3, 17, 40])
+        reference = hf_greedy(model, prompt, budget)
+        drafter = ScriptedTreeDrafter(hf_greedy(model, prompt, 60), mode, rng)
+        result = generate(model, prompt, drafter, DecodeConfig(max_new_tokens=budget), eos_token_id=EOS)
+        assert result.tokens == reference, (mode, attn, case)
+        if mode == "right" and len(reference) > 6:
+            # the main chain is wrong from a random point; a right side branch carries on past it
+            assert result.forward_passes < len(reference) - 1
+
+
+def test_tree_cache_matches_a_fresh_prefill(models):
+    """After side branches are accepted, the next logits equal those of a plain run over the answer."""
+    model = models[2]
+    prompt = [4, 9, 2]
+    answer = hf_greedy(model, prompt, 30)
+    drafter = ScriptedTreeDrafter(answer, "right", random.Random(5))
+    steps = list(speculative_steps(model, prompt, drafter, DecodeConfig(max_new_tokens=30), eos_token_id=EOS))
+    assert [t for s in steps for t in s.tokens] == answer
+    assert any(s.n_accepted > 0 and s.tokens[: s.n_accepted] != s.draft[: s.n_accepted] for s in steps)  # side branches won
+
+
+def test_tree_sampling_keeps_the_model_distribution():
+    """Two sibling drafts tried in turn: first-token frequencies still match softmax(logits)."""
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0], [0.1, 0.2, 0.3, 0.4, 0.5], [0.3, 0.1, 0.0, 0.2, 0.9]])
+    draft = Draft([1, 0], ["corpus", "context"], [0.5, 0.5], [-1, -1])  # siblings: 1 first, then 0
+    gen = torch.Generator().manual_seed(0)
+    n = 40000  # 4 sigma of a proportion near 0.56 is 0.01
+    counts = torch.zeros(5)
+    for _ in range(n):
+        path, nxt = accept_sampling_tree(draft, logits, DecodeConfig(do_sample=True), gen)
+        counts[draft.tokens[path[0]] if path else nxt] += 1
+    assert torch.allclose(counts / n, torch.softmax(logits[0], -1), atol=0.015)
 
 
 def test_tasc_drafter_is_lossless_on_random_corpora(models):

@@ -70,3 +70,75 @@ def test_draft_ends_at_end_of_answer():
     no_stop = TascDrafter(CorpusIndex([[7, 8]] * 5, eos_id=0), SpecConfig(use_corpus=False), stop_ids=())
     no_stop.start([3, 4, 5, 0, 11, 12, 13, 3, 4])
     assert no_stop.propose(16).tokens[:4] == [5, 0, 11, 12]
+
+
+def test_tree_branches_at_the_corpus_runner_up():
+    # After [1, 2] the corpus continues with 3 (6 times) or 7 (4 times): a chain bets on 3 alone.
+    seqs = [[1, 2, 3, 4, 5]] * 6 + [[1, 2, 7, 8, 9]] * 4
+    chain = make(seqs, use_context=False)
+    chain.start([])
+    assert chain.propose(16).parents is None
+    tree = make(seqs, use_context=False, max_branches=2, token_cost=0.01)
+    tree.start([])
+    draft = tree.propose(16)
+    assert draft.tokens[:3] == [1, 2, 3] and draft.parents[:3] == [-1, 0, 1]
+    branch = [i for i, p in enumerate(draft.parents) if p == 1 and draft.tokens[i] == 7]
+    assert branch, draft
+    (b,) = branch
+    assert draft.tokens[b + 1] == 8 and draft.parents[b + 1] == b  # the branch goes on with its own chain
+    assert draft.path_of([1, 2, 7, 8]) == [0, 1, b, b + 1]
+
+
+def test_tree_verdicts_teach_both_branches():
+    seqs = [[1, 2, 3, 4]] * 6 + [[1, 2, 7, 8]] * 4
+    drafter = make(seqs, use_context=False, max_branches=2)
+    drafter.start([])
+    draft = drafter.propose(16)
+    main3 = drafter.acceptance.cell(CORPUS, drafter.corpus.predict(drafter.corpus.walk(drafter.corpus.start_state(), [1, 2])))
+    before = drafter.acceptance.estimate(CORPUS, drafter.corpus.predict(drafter.corpus.walk(drafter.corpus.start_state(), [1, 2])))
+    drafter.update([1, 2, 7, 8, 0], 4)  # the model took the side branch all the way
+    assert drafter.acceptance._proposed[main3] >= 1 and drafter.acceptance._accepted.get(main3, 0) == 0
+    after = drafter.acceptance.estimate(CORPUS, drafter.corpus.predict(drafter.corpus.walk(drafter.corpus.start_state(), [1, 2])))
+    assert after < before
+    assert len(draft) > 5
+
+
+def test_tree_offers_both_sources_where_they_disagree():
+    # The corpus says the value is 40 41; the prompt holds 50 51 right after the same key 91.
+    seqs = [[90, 91, 40, 41, 92]] * 3 + [[90, 91, 60, 61, 92]] * 2
+    drafter = make(seqs, max_branches=3)
+    drafter.start([5, 91, 50, 51, 6])
+    draft = drafter.propose(16)
+    firsts_after_91 = {draft.tokens[i] for i, p in enumerate(draft.parent_list()) if p >= 0 and draft.tokens[p] == 91}
+    assert {40, 50} <= firsts_after_91, draft
+
+
+def test_draft_tree_helpers():
+    from tasc.drafts import Draft
+
+    # 0:a -> 1:b -> 2:c ; 3:x under a ; 4:y under x ; 5:z at the root
+    tree = Draft([10, 11, 12, 20, 21, 30], ["corpus"] * 6, [0.9] * 6, [-1, 0, 1, 0, 3, -1])
+    assert tree.depths() == [1, 2, 3, 2, 3, 1]
+    assert tree.main_chain().tokens == [10, 11, 12] and tree.main_chain().parents is None
+    cut = tree.limit_depth(2)
+    assert cut.tokens == [10, 11, 20, 30] and cut.parents == [-1, 0, 0, -1]
+    assert tree.path_of([10, 20, 21, 99]) == [0, 3, 4] and tree.path_of([30]) == [5] and tree.path_of([99]) == []
+    chain = Draft([1, 2, 3], ["corpus"] * 3, [0.5] * 3)
+    assert chain.limit_depth(2).tokens == [1, 2] and chain.path_of([1, 2, 7]) == [0, 1] and tree.limit_depth(0).tokens == []
+
+
+def test_neighbours_answers_guide_the_draft():
+    # The corpus's most frequent intent (10) is wrong for this prompt; its neighbours answer 20.
+    from tasc.ngram_index import NeighbourIndex
+
+    outputs = [[5, 10, 6]] * 40 + [[5, 20, 6]] * 3
+    inputs = [[100 + i, 1] for i in range(40)] + [[90, 91, 1]] * 3
+    index = CorpusIndex(outputs, eos_id=0)
+    index.neighbours = NeighbourIndex(inputs, outputs)
+    plain = TascDrafter(index, SpecConfig(use_context=False, neighbours=0))
+    plain.start([90, 91, 2])
+    assert plain.propose(8).tokens[:2] == [5, 10]
+    guided = TascDrafter(index, SpecConfig(use_context=False, neighbours=3))
+    guided.start([90, 91, 2])
+    draft = guided.propose(8)
+    assert draft.tokens[:3] == [5, 20, 6] and set(draft.sources) == {CORPUS}

@@ -5,7 +5,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasc.ngram_index import START, ContextIndex, CorpusIndex
+from tasc.ngram_index import START, ContextIndex, CorpusIndex, NeighbourIndex
 
 
 def brute_force_continuations(seqs, suffix):
@@ -94,3 +94,22 @@ def test_context_keys_normalise_tokens():
     ctx = ContextIndex(max_ngram=2, key_of=key_of)
     ctx.extend([3, 2, 4])  # "x miles davis"
     assert ctx.predict(ctx.advance(ctx.tail_keys(), 1)).token == 4  # "miles" -> " davis"
+
+
+def test_runner_up_is_the_second_most_frequent_continuation():
+    idx = CorpusIndex([[1, 2]] * 5 + [[1, 3]] * 3 + [[1, 4]], eos_id=0)
+    state = idx.walk(idx.start_state(), [1])
+    assert idx.predict(state).token == 2
+    runner = idx.predict_runner_up(state)
+    assert runner.token == 3 and abs(runner.share - 3 / 9) < 1e-9
+    assert idx.predict_runner_up(idx.walk(idx.start_state(), [1, 2])) is None  # only EOS follows
+
+
+def test_neighbours_rank_rows_by_shared_rare_tokens():
+    # token 1 is in every input (a template word), 50+ are rare content words
+    inputs = [[1, 50, 51], [1, 52, 53], [1, 50, 54], [1, 55], [1, 56], [1, 57], [1, 58], [1, 59], [1, 60], [1, 61], [1, 62]]
+    outputs = [[100 + i] for i in range(len(inputs))]
+    nn = NeighbourIndex(inputs, outputs, max_df=0.3)
+    assert nn.nearest([1, 50, 51, 9], k=2) == [[100], [102]]  # both share 50; row 0 also shares 51
+    assert nn.nearest([1, 52], k=1) == [[101]]
+    assert nn.nearest([1, 9], k=3) == []  # nothing informative in common
