@@ -76,6 +76,15 @@ LoRA trains small adapters and is quick; a full fine-tune trains every weight. I
 background: watch the loss fall, stop it at any time, and resume it later from its last checkpoint.
 Finished models appear in the Arena.
 """
+COMPARE_HELP = """\
+TASC's rivals, trained here so the Arena can race them. A **draft model** is a tiny model with the
+app model's vocabulary: pretrained on text the app model writes, then fine-tuned on the corpus; it
+drafts and the app model verifies (lossless). A **hybrid** lets the app model read the prompt once and
+a small decoder write the whole answer (faster, but nothing checks it). Training a hybrid after a draft
+model starts its decoder from the draft model.
+"""
+TRAIN_DRAFT = "Draft model"
+TRAIN_HYBRID = "Hybrid"
 ARENA_HELP = """\
 **4. Race them.** The same prompt is answered twice: on the left by plain greedy decoding (one token per
 forward pass), on the right by the method you pick. Highlighted text was *drafted* and then accepted by
@@ -464,13 +473,21 @@ def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Re
 # --------------------------------------------------------------------------------------------
 # Arena tab
 # --------------------------------------------------------------------------------------------
-def trained_dirs() -> dict[str, str]:
-    """Draft-model and hybrid directories the app was started with (TASC_APP_DRAFT_MODEL / TASC_APP_HYBRID_MODEL)."""
+def trained_dirs(session=None) -> dict[str, str]:
+    """Draft-model and hybrid directories: this session's latest (Fine-tune tab), else the app's own.
+
+    The app's own come from TASC_APP_DRAFT_MODEL / TASC_APP_HYBRID_MODEL (`tasc train-draft` /
+    `tasc train-hybrid` directories of the app's model).
+    """
     dirs = {"draft": os.environ.get("TASC_APP_DRAFT_MODEL"), "hybrid": os.environ.get("TASC_APP_HYBRID_MODEL")}
+    for kind in ("draft", "hybrid"):
+        models = session.models_of(kind) if session is not None else []
+        if models:
+            dirs[kind] = str(models[-1].path)
     return {k: v for k, v in dirs.items() if v}
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4)  # sessions train their own: keep the few in use, not every one ever made
 def shared_draft_model(path: str) -> Any:
     """The trained draft model, loaded once and shared read-only (each request drafts with its own cache)."""
     from tasc.draft_model import load_draft_model
@@ -478,7 +495,7 @@ def shared_draft_model(path: str) -> Any:
     return load_draft_model(path, pool().get())
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4)
 def shared_hybrid(path: str) -> Any:
     """The trained hybrid (projector + decoder), loaded once."""
     from tasc.hybrid import HybridModel
@@ -491,7 +508,7 @@ def arena_methods(session) -> list[str]:
     methods = [ARENA_SPEC, ARENA_LOOKUP]
     if session is not None and session.models_of("finetuned"):
         methods += [ARENA_FT, ARENA_FT_SPEC]
-    trained = trained_dirs()
+    trained = trained_dirs(session)
     if "draft" in trained:
         methods += [ARENA_DRAFT, ARENA_DRAFT_TASC]
     if "hybrid" in trained:
@@ -513,16 +530,18 @@ def _right_stream(session, drafter_name: str, lm: Any, prompt_ids: list[int], co
     from tasc.decode import speculative_steps
     from tasc.drafts import make_drafter
 
-    trained = trained_dirs()
+    trained = trained_dirs(session)
     if drafter_name == "hybrid":
         if "hybrid" not in trained:
-            raise gr.Error("No hybrid model: start the app with TASC_APP_HYBRID_MODEL=DIR (from tasc train-hybrid).")
+            raise gr.Error("No hybrid model: train one in the Fine-tune tab (Comparison models), or start the app "
+                           "with TASC_APP_HYBRID_MODEL=DIR (from tasc train-hybrid).")
         return hybrid_steps(shared_hybrid(trained["hybrid"]), lm, prompt_ids, config.max_new_tokens)
     if drafter_name.startswith("draft-model"):
         from tasc.model_drafts import AssistConfig, DraftModelDrafter, MixedDrafter
 
         if "draft" not in trained:
-            raise gr.Error("No draft model: start the app with TASC_APP_DRAFT_MODEL=DIR (from tasc train-draft).")
+            raise gr.Error("No draft model: train one in the Fine-tune tab (Comparison models), or start the app "
+                           "with TASC_APP_DRAFT_MODEL=DIR (from tasc train-draft).")
         drafter: Any = DraftModelDrafter(shared_draft_model(trained["draft"]), AssistConfig(), lm.eos_token_id)
         if drafter_name == "draft-model+tasc":
             drafter = MixedDrafter(make_drafter("tasc-spec", lm.tokenizer, corpus_index_for(session, lm)), drafter)
@@ -539,7 +558,7 @@ def corpus_index_for(session, lm):
     key = ("index", lm.name)
     with session.lock:
         if key not in session.cache:
-            session.cache[key] = build_corpus_index(lm.tokenizer, session.train.outputs)
+            session.cache[key] = build_corpus_index(lm.tokenizer, session.train.outputs, session.train.inputs)
         return session.cache[key]
 
 
@@ -617,7 +636,9 @@ def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: fl
         right_lm = pool().get(str(chosen.path))
     config = DecodeConfig(max_new_tokens=max_new)
     streams = [speculative_steps(base.model, _prompt_ids(session, base, prompt, int(shots)), None, config, base.eos_token_id),
-               _right_stream(session, drafter_name, right_lm, _prompt_ids(session, right_lm, prompt, int(shots)), config)]
+               # the hybrid learnt the prompt format without examples: show it none
+               _right_stream(session, drafter_name, right_lm,
+                             _prompt_ids(session, right_lm, prompt, 0 if drafter_name == "hybrid" else int(shots)), config)]
     if which == "ft":
         lossless, why = False, "The right pane runs the **fine-tuned** model, a different model"
     elif drafter_name == "hybrid":
@@ -873,12 +894,111 @@ def finetune_stop(token: str | None, request: gr.Request):
 
 
 # --------------------------------------------------------------------------------------------
+# Fine-tune tab: comparison models (a trained draft model, a hybrid)
+# --------------------------------------------------------------------------------------------
+def _compare_frame(job):
+    """(step, loss, phase) points of a draft/hybrid training job, one curve per training phase."""
+    import pandas as pd
+
+    rows, last = [], None
+    for e in job.events:
+        if "loss" in e.metrics and (e.task, e.done) != last:
+            rows.append({"step": e.done, "loss": e.metrics["loss"], "phase": e.task.split(": ")[-1]})
+            last = (e.task, e.done)
+    return pd.DataFrame(rows, columns=["step", "loss", "phase"])
+
+
+def _compare_status(job) -> str:
+    """A draft/hybrid training job's progress line."""
+    p = job.latest
+    if job.status == "queued":
+        return "Waiting for another training job on this server to finish…"
+    if p is None:
+        return "Loading the model and preparing the data…"
+    loss = f" · loss **{p.metrics['loss']:.3f}**" if "loss" in p.metrics else ""
+    return f"**{p.task}** {p.done}/{p.total}{loss} · elapsed {_fmt_s(job.elapsed_s())} · phase ETA {_fmt_s(p.eta_s)}"
+
+
+@gpu(duration=900)
+@user_errors
+def compare_train(kind: str, steps: float, token: str | None, request: gr.Request, progress=gr.Progress()):
+    """Train a draft model or a hybrid for the app's model on the session's corpus, as a background job.
+
+    A stopped run of the same kind continues from its checkpoint the next time Train is pressed.
+    """
+    from tasc.draft_model import DraftConfig, train_draft
+    from tasc.hybrid import HybridConfig, train_hybrid
+    from tasc.jobs import CANCELLED, DONE, start_job
+    from tasc.sessions import SessionModel
+
+    session = session_for(token, request)
+    require_corpus(session)
+    if kind not in (TRAIN_DRAFT, TRAIN_HYBRID):
+        raise gr.Error(f"Unknown model kind {kind!r}; choose {TRAIN_DRAFT!r} or {TRAIN_HYBRID!r}.")
+    hybrid = kind == TRAIN_HYBRID
+    if hybrid and session.train.inputs is None:
+        raise gr.Error("A hybrid learns input → output: this corpus has outputs only.")
+    steps = int(steps)
+    if not 1 <= steps <= 2000:
+        raise gr.Error(f"Steps must be between 1 and 2000, got {steps}.")
+    running = session.jobs.get("compare")
+    if running is not None and not running.finished:
+        raise gr.Error("A draft/hybrid training of this session is already running; stop it first.")
+    last = session.cache.get("compare_request")
+    resume = (running is not None and running.status == CANCELLED and last is not None
+              and last["kind"] == kind and last["steps"] == steps)
+    out_dir = last["out_dir"] if resume else session.workdir / "models" / f"{'hybrid' if hybrid else 'draft'}-{secrets.token_hex(4)}"
+    session.cache["compare_request"] = {"kind": kind, "steps": steps, "out_dir": out_dir}
+    save_every = max(1, min(50, steps // 4 or 1))
+    if hybrid:
+        drafts = session.models_of("draft")  # a trained draft model is a better start for the decoder
+        config = HybridConfig(steps=steps, max_inputs=300, save_every=save_every,
+                              decoder_init=str(drafts[-1].path) if drafts else None)
+        job = start_job("compare", train_hybrid, app_model(), session.train, out_dir, config, resume=resume, slot="finetune")
+    else:
+        config = DraftConfig(steps=steps, pretrain_texts=32, pretrain_steps=min(60, steps), save_every=save_every)
+        job = start_job("compare", train_draft, app_model(), session.train, out_dir, config, resume=resume, slot="finetune")
+    session.jobs["compare"] = job
+    for j in job.follow(poll_s=0.5):
+        p = j.latest
+        if p is not None and p.total:
+            progress((p.done, p.total), desc=p.task)
+        yield _compare_status(j), _compare_frame(j), gr.skip()
+    if job.status == DONE:
+        r = job.result
+        what = "hybrid" if hybrid else "draft model"
+        label = f"{what} #{len(session.models_of('hybrid' if hybrid else 'draft')) + 1} ({steps} steps)"
+        with session.lock:
+            session.models[label] = SessionModel(label, Path(r["out_dir"]), "hybrid" if hybrid else "draft", r)
+        yield (f"✓ Done in {_fmt_s(r['wall_s'])}: the Arena now offers the **{what}**"
+               + (" (and Draft model + TASC)." if not hybrid else "."), _compare_frame(job),
+               gr.update(choices=arena_methods(session)))
+    elif job.status == CANCELLED:
+        yield ("■ Stopped; its checkpoint is saved — press **Train** again (same kind and steps) to continue.",
+               _compare_frame(job), gr.skip())
+    else:
+        raise gr.Error(job.error or "the training failed")
+
+
+@user_errors
+def compare_stop(token: str | None, request: gr.Request) -> str:
+    """Cancel this session's draft/hybrid training; it saves a checkpoint first."""
+    session = store().get(token, getattr(request, "session_hash", None))
+    job = session.jobs.get("compare") if session else None
+    if job is None or job.finished:
+        return "No draft/hybrid training is running."
+    job.cancel()
+    job.wait(STOP_WAIT_S)
+    return "■ Stopped; its checkpoint is saved — press **Train** again (same kind and steps) to continue."
+
+
+# --------------------------------------------------------------------------------------------
 # Layout and wiring
 # --------------------------------------------------------------------------------------------
 def build_demo() -> gr.Blocks:
     """The app's layout and wiring; loads nothing heavy, so tests can build it cheaply."""
     examples = example_names()
-    colours = {k: v for k, v in SOURCE_COLOURS.items() if k != "draft-model" or "draft" in trained_dirs()}
+    colours = dict(SOURCE_COLOURS)  # "draft-model" too: a session can train one in the Fine-tune tab
     with gr.Blocks(title="TASC Studio", delete_cache=(3600, 3600)) as demo:
         token = gr.State(None, delete_callback=release_session)
         gr.Markdown(HEADER)
@@ -948,6 +1068,17 @@ def build_demo() -> gr.Blocks:
             ft_status = gr.Markdown(elem_id="ft-status")
             ft_loss = gr.LinePlot(x="step", y="loss", title="Training loss", height=260, elem_id="ft-loss")
             ft_models = gr.Markdown("*No fine-tuned model yet.*")
+            with gr.Accordion("Comparison models: a trained draft model, or a hybrid", open=False):
+                gr.Markdown(COMPARE_HELP)
+                with gr.Row():
+                    cmp_kind = gr.Radio([TRAIN_DRAFT, TRAIN_HYBRID], value=TRAIN_DRAFT, label="Train")
+                    cmp_steps = gr.Slider(10, 1000, value=150, step=10, label="Steps",
+                                          info="task steps of 16 examples", elem_id="cmp-steps")
+                    cmp_start = gr.Button("Train", variant="primary")
+                    cmp_stop = gr.Button("Stop", variant="stop")
+                cmp_status = gr.Markdown(elem_id="cmp-status")
+                cmp_loss = gr.LinePlot(x="step", y="loss", color="phase", title="Training loss", height=240,
+                                       elem_id="cmp-loss")
         with gr.Tab("Arena") as arena_tab:
             gr.Markdown(ARENA_HELP)
             with gr.Row():
@@ -1026,6 +1157,9 @@ def build_demo() -> gr.Blocks:
                                           concurrency_id="finetune", concurrency_limit=1)
         ft_stop.click(finetune_stop, [token], [ft_status, ft_resume], api_name="finetune_stop",
                       cancels=[ft_event, ft_resume_event])
+        cmp_event = cmp_start.click(compare_train, [cmp_kind, cmp_steps, token], [cmp_status, cmp_loss, method],
+                                    api_name="train_compare", concurrency_id="compare", concurrency_limit=1)
+        cmp_stop.click(compare_stop, [token], [cmp_status], api_name="train_compare_stop", cancels=[cmp_event])
     return demo
 
 

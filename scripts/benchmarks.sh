@@ -10,9 +10,9 @@ N=${N:-50}
 mkdir -p runs
 step() { local out=$1; shift; [ -s "$out" ] && { echo "skip: $out exists"; return; }; echo "run: $*"; "$PY" -m tasc "$@" --json "$out"; }
 
-step runs/snips-ft.json finetune --model smollm2-135m --corpus $DATA/snips/train.jsonl --out runs/snips-ft --steps 250 --resume
+step runs/snips-ft.json finetune --model smollm2-135m --corpus $DATA/snips/train.jsonl --out runs/snips-ft --steps 270 --lr 4e-4 --resume
 step runs/e2e-ft.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --out runs/e2e-ft --steps 200 --resume
-step runs/snips-eval.json evaluate --model runs/snips-ft --corpus $DATA/snips/valid.jsonl
+step runs/snips-eval.json evaluate --model runs/snips-ft --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/e2e-eval.json evaluate --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split heldout
 
 METHODS=greedy,greedy-loop,pld,tasc-spec,tasc-corpus,tasc-context
@@ -23,8 +23,8 @@ step runs/bench-e2e-base.json bench --model smollm2-135m --shots 3 --corpus $DAT
 
 # TASC-ft (issue 5): enrich the vocabulary (300 tokens), fine-tune with the same budget, compare with the base fine-tune.
 step runs/snips-enriched.json enrich $DATA/snips/train.jsonl --valid $DATA/snips/valid.jsonl --model smollm2-135m --budget 300 --out runs/snips-enriched
-step runs/snips-ft-enriched.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched --steps 250 --resume
-step runs/snips-eval-enriched.json evaluate --model runs/snips-ft-enriched --corpus $DATA/snips/valid.jsonl
+step runs/snips-ft-enriched.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched --steps 270 --lr 4e-4 --resume
+step runs/snips-eval-enriched.json evaluate --model runs/snips-ft-enriched --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/bench-snips-tascft.json bench --model runs/snips-ft --ft-model runs/snips-ft-enriched --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
 
 # Comparison modes (issue 7): a trained draft model and the encoder -> small-decoder hybrid.

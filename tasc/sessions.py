@@ -84,7 +84,8 @@ class SessionModel:
     Attributes:
         label: how the UI names it ("fine-tuned #1 (LoRA, 60 steps)").
         path: the model directory (safetensors, tokenizer, tasc.json).
-        kind: "finetuned" or "enriched" (a base model with an enriched vocabulary, not trained yet).
+        kind: "finetuned", "enriched" (a base model with an enriched vocabulary, not trained yet),
+            "draft" (a trained draft model) or "hybrid" (a trained encoder → small-decoder hybrid).
         info: figures to show (steps, final loss, compression...).
     """
 

@@ -269,3 +269,27 @@ def test_arena_offers_and_runs_draft_model_and_hybrid_modes_when_given(served, t
             assert "draft-model" in {s["class_or_confidence"] for s in final[2]}
     _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", app.ARENA_HYBRID, 24)
     assert "hybrid" in final[4] and "1 forward passes" in final[3]
+
+
+def test_finetune_tab_trains_a_draft_model_and_a_hybrid_that_the_arena_then_races(client):
+    prompt = "city[Oslo], condition[snow], high[2], low[-4]"
+    client.predict("weather_reports.jsonl", api_name="/use_example")
+    with pytest.raises(AppError, match="Fine-tune tab"):
+        arena(client, prompt, app.ARENA_DRAFT)
+    status, _, methods = client.predict(app.TRAIN_DRAFT, 10, api_name="/train_compare")
+    assert "Done" in status and "draft model" in status, status
+    offered = {c[0] if isinstance(c, (list, tuple)) else c for c in methods["choices"]}
+    assert {app.ARENA_DRAFT, app.ARENA_DRAFT_TASC} <= offered and app.ARENA_HYBRID not in offered
+    _, final = arena(client, prompt, app.ARENA_DRAFT, 24)
+    assert "identical output ✓" in final[4]
+
+    status, _, methods = client.predict(app.TRAIN_HYBRID, 10, api_name="/train_compare")
+    assert "Done" in status and "hybrid" in status, status
+    assert app.ARENA_HYBRID in {c[0] if isinstance(c, (list, tuple)) else c for c in methods["choices"]}
+    (hybrid,) = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "hybrid"]
+    (draft,) = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "draft"]
+    # the hybrid's decoder started from the session's draft model
+    assert json.loads((hybrid.path / "tasc.json").read_text())["hybrid"]["decoder_init"] == str(draft.path)
+    _, final = arena(client, prompt, app.ARENA_HYBRID, 24)
+    assert "hybrid" in final[4] and "1 forward passes" in final[3]
+    assert client.predict(api_name="/train_compare_stop") == "No draft/hybrid training is running."

@@ -80,7 +80,7 @@ def test_public_api_is_the_main_actions_only():
     demo = app.build_demo()
     public = sorted(d.api_name for d in demo.fns.values() if d.api_visibility == "public")
     assert public == ["arena", "benchmark", "enrich", "finetune", "finetune_resume", "finetune_stop", "load_corpus",
-                      "mine", "tokenise", "use_example"]
+                      "mine", "tokenise", "train_compare", "train_compare_stop", "use_example"]
 
 
 def test_long_events_have_concurrency_groups_and_stop_buttons():
@@ -90,9 +90,10 @@ def test_long_events_have_concurrency_groups_and_stop_buttons():
     assert by_name["finetune_resume"].concurrency_id == "finetune"
     assert by_name["arena"].concurrency_id == "generate" and by_name["arena"].concurrency_limit == app.generation_limit()
     assert (by_name["benchmark"].concurrency_id, by_name["benchmark"].concurrency_limit) == ("bench", 1)
+    assert (by_name["train_compare"].concurrency_id, by_name["train_compare"].concurrency_limit) == ("compare", 1)
     cancelling = [d for d in demo.fns.values() if d.cancels]
     cancelled = {demo.fns[i].api_name for d in cancelling for i in d.cancels}
-    assert {"arena", "benchmark", "enrich", "finetune", "finetune_resume"} <= cancelled
+    assert {"arena", "benchmark", "enrich", "finetune", "finetune_resume", "train_compare"} <= cancelled
 
 
 def test_model_comes_from_the_environment(monkeypatch):
