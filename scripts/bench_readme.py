@@ -61,6 +61,9 @@ def training_cost(name: str) -> str:
     r = load(name)
     if not r:
         return ""
+    if "pretrain" in r and "finetune" in r:  # a draft model: distil, pretrain, fine-tune
+        return (f"{r['distil']['rows']} distilled rows, {r['pretrain']['steps']} + {r['finetune']['steps']} steps, "
+                f"{r['wall_s'] / 60:.1f} min")
     if "steps" in r and "wall_s" in r:
         return f"{r['steps']} steps, {r['wall_s'] / 60:.1f} min"
     return ", ".join(f"{k}: {v}" for k, v in (r.get("training") or {}).items() if isinstance(v, (int, float)))
@@ -72,11 +75,10 @@ def main() -> None:
     quality = quality_section()
     if quality:
         parts += ["### Task fine-tune and quality (greedy answers, held-out inputs)", "", *quality, ""]
-    rows = [(title, report) for title, name in BENCHES if (report := load(name))]
+    rows = [(f"{title} ({report['n_prompts']} prompts)", report) for title, name in BENCHES if (report := load(name))]
     if rows:
         machine = machine_line(rows[0][1]["machine"]) if "machine" in rows[0][1] else "unknown machine"
-        n = rows[0][1]["n_prompts"]
-        parts += [f"### Decoding speed ({n} prompts per task, batch size 1, max {rows[0][1]['max_new_tokens']} new tokens)", "",
+        parts += [f"### Decoding speed (batch size 1, max {rows[0][1]['max_new_tokens']} new tokens)", "",
                   f"Measured {machine}. Speed-ups are wall-time ratios against the faster of transformers' greedy "
                   "`generate` and our own greedy loop, in the same run; `pld` is transformers' prompt lookup decoding.", "",
                   bench_table(rows), ""]

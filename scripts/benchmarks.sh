@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
 DATA=../shared/data
 N=${N:-50}
+N_BASE=${N_BASE:-20}
 mkdir -p runs
 step() { local out=$1; shift; [ -s "$out" ] && { echo "skip: $out exists"; return; }; echo "run: $*"; "$PY" -m tasc "$@" --json "$out"; }
 
@@ -18,8 +19,16 @@ step runs/e2e-eval.json evaluate --model runs/e2e-ft --corpus $DATA/e2e/dev.json
 METHODS=greedy,greedy-loop,pld,tasc-spec,tasc-corpus,tasc-context
 step runs/bench-snips-ft.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods $METHODS
 step runs/bench-e2e-ft.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods $METHODS
-step runs/bench-snips-base.json bench --model smollm2-135m --shots 3 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods $METHODS
-step runs/bench-e2e-base.json bench --model smollm2-135m --shots 3 --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods $METHODS
+
+# Comparison modes (issue 7): a trained draft model and the encoder -> small-decoder hybrid.
+step runs/snips-draft.json train-draft --target runs/snips-ft --corpus $DATA/snips/train.jsonl --layers 2 --hidden 256 --out runs/snips-draft --resume
+step runs/snips-hybrid.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --out runs/snips-hybrid --resume
+MODES=greedy,greedy-loop,pld,tasc-spec,draft-model,draft-model+tasc,hybrid
+step runs/bench-snips-modes.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods $MODES --draft-model runs/snips-draft --hybrid-model runs/snips-hybrid
+
+# The base model, few-shot (no fine-tune): the same methods on fewer prompts (its answers run longer).
+step runs/bench-snips-base.json bench --model smollm2-135m --shots 3 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N_BASE" --methods $METHODS
+step runs/bench-e2e-base.json bench --model smollm2-135m --shots 3 --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N_BASE" --methods $METHODS
 
 # TASC-ft (issue 5): enrich the vocabulary (300 tokens), fine-tune with the same budget, compare with the base fine-tune.
 step runs/snips-enriched.json enrich $DATA/snips/train.jsonl --valid $DATA/snips/valid.jsonl --model smollm2-135m --budget 300 --out runs/snips-enriched
@@ -27,11 +36,7 @@ step runs/snips-ft-enriched.json finetune --enriched runs/snips-enriched --corpu
 step runs/snips-eval-enriched.json evaluate --model runs/snips-ft-enriched --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/bench-snips-tascft.json bench --model runs/snips-ft --ft-model runs/snips-ft-enriched --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
 
-# Comparison modes (issue 7): a trained draft model and the encoder -> small-decoder hybrid.
-step runs/snips-draft.json train-draft --target runs/snips-ft --corpus $DATA/snips/train.jsonl --layers 2 --hidden 256 --out runs/snips-draft --resume
-step runs/snips-hybrid.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --out runs/snips-hybrid --resume
-MODES=greedy,greedy-loop,pld,tasc-spec,draft-model,draft-model+tasc,hybrid
-step runs/bench-snips-modes.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods $MODES --draft-model runs/snips-draft --hybrid-model runs/snips-hybrid
+# E2E comparison modes.
 step runs/e2e-draft.json train-draft --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --layers 2 --hidden 256 --out runs/e2e-draft --resume
 step runs/e2e-hybrid.json train-hybrid --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --decoder-init runs/e2e-draft --out runs/e2e-hybrid --resume
 step runs/bench-e2e-modes.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods $MODES --draft-model runs/e2e-draft --hybrid-model runs/e2e-hybrid

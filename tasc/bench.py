@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
@@ -266,6 +266,8 @@ def run_bench(
         "n_prompts": len(prompts),
         "max_new_tokens": config.max_new_tokens,
         "corpus_outputs": len(corpus_outputs),
+        "spec": asdict(config.spec),  # the TASC-spec drafting parameters of this run
+        "neighbour_index": bool(corpus_index is not None and corpus_index.neighbours is not None),
         "index_build_s": round(index_s, 3),
         "baseline_wall_s": baseline,
         "methods": figures,

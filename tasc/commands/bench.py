@@ -25,6 +25,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--html", help="plot file (default: next to --json, .html)")
     p.add_argument("--draft-model", metavar="DIR", help="draft model (tasc train-draft) for draft-model, draft-model-hf, draft-model+tasc")
     p.add_argument("--hybrid-model", metavar="DIR", help="hybrid (tasc train-hybrid) for the hybrid method")
+    p.add_argument("--tree-branches", type=int, default=0,
+                   help="TASC-spec side branches per draft (default 0: chains; trees pay where extra verify tokens are cheap, e.g. GPUs)")
+    p.add_argument("--neighbours", type=int, default=8,
+                   help="corpus rows with inputs like each prompt whose answers TASC-spec also drafts from (default 8; 0: off)")
     p.add_argument("--ft-model", metavar="DIR", help="enriched fine-tuned model (tasc enrich + finetune) for tasc-ft, tasc-ft+spec")
     add_split_options(p, (("--corpus-split", "part of --corpus to draft from (split by input)"),
                           ("--prompts-split", "part of --prompts to answer (split by input)")))
@@ -35,10 +39,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load model, corpus and prompts; run the benchmark; print the table; save the plots."""
     from tasc.bench import BenchConfig, format_table, overlap_warning, run_bench
     from tasc.corpus import load_corpus, references_by_input, select_split
+    from tasc.drafts import SpecConfig
     from tasc.models import load_model
 
     if args.n < 1 or args.max_new_tokens < 1:
         raise ValueError("--n and --max-new-tokens must be at least 1")
+    if args.tree_branches < 0 or args.neighbours < 0:
+        raise ValueError("--tree-branches and --neighbours must be >= 0")
     corpus = select_split(load_corpus(args.corpus), args.corpus_split, args.heldout_fraction, args.split_seed)
     prompts = select_split(load_corpus(args.prompts), args.prompts_split, args.heldout_fraction, args.split_seed)
     if prompts.inputs is None:
@@ -57,7 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lm.prompt_format = lm.prompt_format.with_shots(corpus.pairs()[: args.shots])
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     config = BenchConfig(methods=methods, max_new_tokens=args.max_new_tokens, warmup=args.warmup,
-                         draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model)
+                         draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model,
+                         spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours))
 
     on_progress, close = progress_bar("bench")
     try:

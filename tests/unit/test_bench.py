@@ -27,6 +27,19 @@ def test_bench_reports_every_method(tiny_lm, tmp_path):
     assert "plotly" in html.read_text(encoding="utf-8").lower()
 
 
+def test_bench_with_neighbours_and_tree_drafts_stays_lossless(tiny_lm):
+    from tasc.drafts import SpecConfig
+
+    prompts = ["play some jazz", "weather in paris", "book a table"]
+    inputs = ["play jazz now", "weather in rome", "book a table for two"] * 4
+    corpus = ['{"intent": "PlayMusic"}', '{"intent": "GetWeather"}', '{"intent": "Book"}'] * 4
+    config = BenchConfig(methods=("greedy", "tasc-spec"), max_new_tokens=16, warmup=0, spec=SpecConfig(max_branches=2))
+    report = run_bench(tiny_lm, prompts, corpus, config, corpus_inputs=inputs)
+    assert report["neighbour_index"] and report["spec"]["max_branches"] == 2 and report["spec"]["neighbours"] == 8
+    assert report["methods"]["tasc-spec"]["identical_to_greedy"] == 1.0
+    assert not run_bench(tiny_lm, prompts, corpus, config)["neighbour_index"]  # outputs only: no neighbours
+
+
 def test_bench_rejects_unknown_method_and_no_prompts(tiny_lm):
     with pytest.raises(ValueError, match="unknown method"):
         run_bench(tiny_lm, ["x"], ["y"], BenchConfig(methods=("greedy", "magic")))
