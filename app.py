@@ -766,14 +766,25 @@ def _fmt_s(seconds: float | None) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
+def _not_started(job, other: str) -> str | None:
+    """The status line of a training job that has not reported a step yet (queued, or loading), else None."""
+    if job.status == "queued":
+        return f"Waiting for another {other} on this server to finish…"
+    return "Loading the model and preparing the data…" if job.latest is None else None
+
+
+def _loss_text(p) -> str:
+    """' · loss **x**' of a progress event that carries a loss, else ''."""
+    return f" · loss **{p.metrics['loss']:.3f}**" if "loss" in p.metrics else ""
+
+
 def _finetune_status(job) -> str:
     """A fine-tune job's progress line."""
+    waiting = _not_started(job, "fine-tune")
+    if waiting:
+        return waiting
     p = job.latest
-    if job.status == "queued":
-        return "Waiting for another fine-tune on this server to finish…"
-    if p is None:
-        return "Loading the model and preparing the data…"
-    loss = f" · loss **{p.metrics['loss']:.3f}**" if "loss" in p.metrics else ""
+    loss = _loss_text(p)
     return (f"Step **{int(p.metrics.get('step', p.done))}/{int(p.metrics.get('step', p.done)) - p.done + p.total}**{loss} · "
             f"elapsed {_fmt_s(p.elapsed_s)} · ETA {_fmt_s(p.eta_s)}")
 
@@ -910,13 +921,11 @@ def _compare_frame(job):
 
 def _compare_status(job) -> str:
     """A draft/hybrid training job's progress line."""
+    waiting = _not_started(job, "training job")
+    if waiting:
+        return waiting
     p = job.latest
-    if job.status == "queued":
-        return "Waiting for another training job on this server to finish…"
-    if p is None:
-        return "Loading the model and preparing the data…"
-    loss = f" · loss **{p.metrics['loss']:.3f}**" if "loss" in p.metrics else ""
-    return f"**{p.task}** {p.done}/{p.total}{loss} · elapsed {_fmt_s(job.elapsed_s())} · phase ETA {_fmt_s(p.eta_s)}"
+    return f"**{p.task}** {p.done}/{p.total}{_loss_text(p)} · elapsed {_fmt_s(job.elapsed_s())} · phase ETA {_fmt_s(p.eta_s)}"
 
 
 @gpu(duration=900)

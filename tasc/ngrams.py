@@ -54,6 +54,7 @@ class MiningConfig:
     max_chars: int = 64  # longest candidate, in characters
     min_count: int = 3  # fewer (non-overlapping) occurrences: not worth a row of the embedding matrix
     kinds: tuple[str, ...] = KINDS  # candidate kinds allowed: "word", "punct", "span"
+    whole_values: bool = True  # never fuse part of a quoted value with its quotes (see `splits_a_value`)
 
     def check(self) -> None:
         """Raise ValueError naming the first bad setting."""
@@ -140,6 +141,23 @@ class Segmenter(Protocol):
 
     def acceptable(self, text: str) -> bool:
         """Whether the string can be added and still decode to itself."""
+
+
+def splits_a_value(text: str) -> bool:
+    """Whether a candidate fuses part of a quoted (JSON) value with the quote that opens or closes it.
+
+    `", "artist": "j` or `a"}}` would make a value's spelling depend on its neighbours: the model
+    could no longer copy "jazz" from the prompt token by token (a SNIPS model enriched with such
+    tokens wrote "explicada" for "escapada" and "ub" for "gastropub"). Keys (`object_name": "`)
+    and whole values (`", "service": "youtube"}}`) stay allowed.
+    """
+    first = text.find('"')
+    if first < 0:
+        return False
+    if any(c.isalnum() for c in text[text.rfind('"') + 1 :]):
+        return True  # opens a value and takes its first characters
+    # Letters before the first quote end a key when a colon follows, else they end a value.
+    return any(c.isalnum() for c in text[:first]) and not text[first + 1 :].startswith(":")
 
 
 def classify(text: str, before: str = "", after: str = "") -> str:
@@ -411,6 +429,8 @@ def _mine_round(seqs: list[list[int]], segmenter: Segmenter, config: MiningConfi
         except UnicodeDecodeError:
             return None  # cuts a character in two
         if text in known or len(text) > config.max_chars or not segmenter.acceptable(text):
+            return None
+        if config.whole_values and splits_a_value(text):
             return None
         flat = index.flat
         before = pieces[int(flat[p - 1])] if p > 0 and flat[p - 1] >= 0 else b""
