@@ -31,6 +31,7 @@ step runs/bench-snips-base.json bench --model smollm2-135m --shots 3 --corpus $D
 step runs/bench-e2e-base.json bench --model smollm2-135m --shots 3 --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N_BASE" --methods $METHODS
 
 # TASC-ft (issue 5): enrich the vocabulary (300 tokens), fine-tune with the same budget, compare with the base fine-tune.
+[ -s runs/compression.json ] || "$PY" scripts/compression_report.py --json runs/compression.json
 step runs/snips-enriched.json enrich $DATA/snips/train.jsonl --valid $DATA/snips/valid.jsonl --model smollm2-135m --budget 300 --out runs/snips-enriched
 step runs/snips-ft-enriched.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched --steps 270 --lr 4e-4 --resume
 step runs/snips-eval-enriched.json evaluate --model runs/snips-ft-enriched --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
