@@ -89,9 +89,12 @@ def main() -> None:
         parts += ["### TASC-ft on SNIPS valid (speed-ups against the base fine-tuned model's greedy; same fine-tune budget)", "",
                   f"Measured {machine_line(tascft['machine'])}; {costs}. `identical to greedy` of the tasc-ft methods is "
                   "against the enriched model's own greedy ids.", "", bench_table([("SNIPS valid", tascft)], quality=True), ""]
-    modes = [(title, r) for title, name in (("SNIPS valid", "bench-snips-modes.json"), ("E2E held-out", "bench-e2e-modes.json")) if (r := load(name))]
+    modes = [(title, r) for title, name in (("SNIPS valid", "bench-snips-modes.json"), ("E2E held-out", "bench-e2e-modes.json"),
+                                            ("SNIPS valid, hybrid on 4000 inputs, 1000 steps", "bench-snips-hybrid-1000.json"),
+                                            ("E2E held-out, hybrid trained 1000 steps", "bench-e2e-hybrid-1000.json")) if (r := load(name))]
     if modes:
-        costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "e2e-draft", "e2e-hybrid") if load(n + ".json"))
+        costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "snips-hybrid-1000", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
+                          if load(n + ".json"))
         parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. Training cost: {costs}.", "",
                   bench_table(modes, quality=True), ""]
     if not parts:

@@ -41,5 +41,10 @@ step runs/bench-snips-tascft.json bench --model runs/snips-ft --ft-model runs/sn
 step runs/e2e-draft.json train-draft --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --layers 2 --hidden 256 --out runs/e2e-draft --resume
 step runs/e2e-hybrid.json train-hybrid --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --decoder-init runs/e2e-draft --out runs/e2e-hybrid --resume
 step runs/bench-e2e-modes.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods $MODES --draft-model runs/e2e-draft --hybrid-model runs/e2e-hybrid
+# The hybrids with 1000 training steps instead of 300 (SNIPS: on 4000 inputs): how much of their quality gap is training.
+step runs/snips-hybrid-1000.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --max-inputs 4000 --steps 1000 --out runs/snips-hybrid-1000 --resume
+step runs/bench-snips-hybrid-1000.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-1000
+step runs/e2e-hybrid-1000.json train-hybrid --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --decoder-init runs/e2e-draft --steps 1000 --out runs/e2e-hybrid-1000 --resume
+step runs/bench-e2e-hybrid-1000.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/e2e-hybrid-1000
 
 "$PY" scripts/bench_readme.py

@@ -290,8 +290,9 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [f"model={report['model']} device={report['device']} prompts={report['n_prompts']} max_new_tokens={report['max_new_tokens']}", header]
     for name, fig in report["methods"].items():
         lines.append(
-            f"{name:<18}{fig['tokens_per_s']:>8.1f}{fig['speedup']:>8.2f}x{fig.get('speedup_vs_pld', 0):>7.2f}x"
-            f"{fig['mean_accepted']:>10.2f}{fig['forward_passes']:>8}{fig['identical_to_greedy']:>11.2f}  {quality_text(fig.get('quality'), pair='{}={}', sep=' ')}"
+            f"{name:<18}{fig['tokens_per_s']:>8.1f}{fig['speedup']:>8.2f}x"
+            + (f"{fig['speedup_vs_pld']:>7.2f}x" if "speedup_vs_pld" in fig else f"{'-':>8}")  # no pld in this run
+            + f"{fig['mean_accepted']:>10.2f}{fig['forward_passes']:>8}{fig['identical_to_greedy']:>11.2f}  {quality_text(fig.get('quality'), pair='{}={}', sep=' ')}"
         )
     return "\n".join(lines)
 
