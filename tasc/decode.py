@@ -142,17 +142,9 @@ def accept_greedy_tree(draft: Draft, logits: torch.Tensor) -> tuple[list[int], i
     Returns:
         (indices of the accepted draft tokens from the root down, next token).
     """
-    preds = logits.argmax(-1).tolist()  # (n + 1,)
-    children: dict[int, dict[int, int]] = {}
-    for i, (token, parent) in enumerate(zip(draft.tokens, draft.parent_list())):
-        children.setdefault(parent, {}).setdefault(token, i)
-    path, node = [], -1
-    while True:
-        child = children.get(node, {}).get(preds[node + 1])
-        if child is None:
-            return path, preds[node + 1]
-        path.append(child)
-        node = child
+    preds = logits.argmax(-1).tolist()  # (n + 1,): row node + 1 holds the model's token after node
+    path = draft.walk(lambda node, depth: preds[node + 1])
+    return path, preds[path[-1] + 1 if path else 0]
 
 
 def accept_sampling_tree(
@@ -167,9 +159,7 @@ def accept_sampling_tree(
     remaining p.
     """
     probs = warp_probs(logits, config.temperature, config.top_p)  # (n + 1, V)
-    children: dict[int, list[int]] = {}
-    for i, parent in enumerate(draft.parent_list()):
-        children.setdefault(parent, []).append(i)
+    children = draft.children()
     path, node = [], -1
     while True:
         p = probs[node + 1].clone()

@@ -19,7 +19,7 @@ the corpus — and grow long only where they are likely to be accepted.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Collection, Protocol, Sequence
+from typing import Any, Callable, Collection, Protocol, Sequence
 
 from tasc.ngram_index import CorpusIndex, ContextIndex, NeighbourIndex, Prediction, normalised_keys
 
@@ -79,19 +79,29 @@ class Draft:
             n += 1
         return Draft(self.tokens[:n], self.sources[:n], self.probs[:n])
 
-    def path_of(self, accepted: Sequence[int]) -> list[int]:
-        """Indices of the draft tokens that spell `accepted`, walking from the root."""
-        children: dict[int, dict[int, int]] = {}
-        for i, (token, parent) in enumerate(zip(self.tokens, self.parent_list())):
-            children.setdefault(parent, {}).setdefault(token, i)
+    def children(self) -> dict[int, list[int]]:
+        """Indices of each token's children, in draft order (-1: the tokens at the first position)."""
+        children: dict[int, list[int]] = {}
+        for i, parent in enumerate(self.parent_list()):
+            children.setdefault(parent, []).append(i)
+        return children
+
+    def walk(self, token_after: Callable[[int, int], int | None]) -> list[int]:
+        """Indices of the tokens on the path that, from the root, always follows the child whose token
+        is `token_after(node, depth)` (node -1 is the root); the path ends where no child matches."""
+        children = self.children()
         path, node = [], -1
-        for token in accepted:
-            child = children.get(node, {}).get(token)
+        while True:
+            wanted = token_after(node, len(path))
+            child = next((c for c in children.get(node, ()) if self.tokens[c] == wanted), None)
             if child is None:
-                break
+                return path
             path.append(child)
             node = child
-        return path
+
+    def path_of(self, accepted: Sequence[int]) -> list[int]:
+        """Indices of the draft tokens that spell `accepted`, walking from the root."""
+        return self.walk(lambda node, depth: accepted[depth] if depth < len(accepted) else None)
 
 
 class DraftSource(Protocol):
