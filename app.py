@@ -558,7 +558,7 @@ def corpus_index_for(session, lm):
     key = ("index", lm.name)
     with session.lock:
         if key not in session.cache:
-            session.cache[key] = build_corpus_index(lm.tokenizer, session.train.outputs, session.train.inputs)
+            session.cache[key] = build_corpus_index(lm.tokenizer, session.train.outputs, session.train.inputs, lm.prompt_format)
         return session.cache[key]
 
 

@@ -206,7 +206,7 @@ def run_bench(
         raise ValueError(f"got {len(references)} reference lists for {len(prompts)} prompts")
     t_index = time.perf_counter()
     needs_index = any(m in ("tasc-spec", "tasc-corpus", "draft-model+tasc") for m in methods)
-    corpus_index = build_corpus_index(lm.tokenizer, corpus_outputs, corpus_inputs) if needs_index else None
+    corpus_index = build_corpus_index(lm.tokenizer, corpus_outputs, corpus_inputs, lm.prompt_format) if needs_index else None
     index_s = time.perf_counter() - t_index
     # Each method runs on its model with that model's tokenizer and prompt format: the TASC-ft
     # methods on the enriched fine-tuned model, every other method on `lm`.
@@ -218,7 +218,7 @@ def run_bench(
         from tasc.models import load_model
 
         ft_lm = load_model(config.ft_model, device=lm.device)
-        ft_index = build_corpus_index(ft_lm.tokenizer, corpus_outputs, corpus_inputs) if "tasc-ft+spec" in methods else None
+        ft_index = build_corpus_index(ft_lm.tokenizer, corpus_outputs, corpus_inputs, ft_lm.prompt_format) if "tasc-ft+spec" in methods else None
         model_of.update({m: ft_lm for m in methods if m in FT_METHODS})
     runners = {m: method_runner(m, model_of[m], ft_index if m in FT_METHODS else corpus_index, config) for m in methods}
     distinct = {id(x): x for x in model_of.values()}  # each model's prompts are tokenised once

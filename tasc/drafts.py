@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Protocol, Sequence
 
 from tasc.ngram_index import CorpusIndex, ContextIndex, NeighbourIndex, Prediction, normalised_keys
+from tasc.prompts import PromptFormat
 
 CORPUS, CONTEXT, MODEL = "corpus", "context", "model"
 NEIGHBOURS = "neighbours"  # the corpus rows with inputs like the prompt; reported as "corpus"
@@ -376,16 +377,18 @@ class TascDrafter:
                         self.context.tail_keys())
 
 
-def build_corpus_index(tokenizer: Any, outputs: Sequence[str], inputs: Sequence[str] | None = None) -> CorpusIndex:
+def build_corpus_index(tokenizer: Any, outputs: Sequence[str], inputs: Sequence[str] | None = None,
+                       prompt_format: PromptFormat | None = None) -> CorpusIndex:
     """Tokenise corpus outputs with the target's tokenizer and index them (EOS marks an answer's end).
 
     With the rows' `inputs`, the index also finds the rows whose inputs are like a prompt
-    (`index.neighbours`, see `NeighbourIndex`).
+    (`index.neighbours`, see `NeighbourIndex`); pass the model's `prompt_format` so that inputs are
+    encoded as its prompts are (an enriched model's prompts keep the base vocabulary).
     """
     sequences = tokenizer(list(outputs), add_special_tokens=False)["input_ids"] if outputs else []
     index = CorpusIndex(sequences, eos_id=tokenizer.eos_token_id)
     if inputs is not None and len(inputs) == len(outputs) and len(outputs):
-        index.neighbours = NeighbourIndex(tokenizer(list(inputs), add_special_tokens=False)["input_ids"], sequences)
+        index.neighbours = NeighbourIndex((prompt_format or PromptFormat()).encode(tokenizer, list(inputs)), sequences)
     return index
 
 

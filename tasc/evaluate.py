@@ -147,7 +147,7 @@ def evaluate(
     inputs = list(refs)[:n] if n else list(refs)
     # Lossless either way: drafts only decide how many greedy tokens one forward pass yields.
     if draft_corpus is not None and draft_corpus.outputs:
-        drafter = make_drafter("tasc-spec", lm.tokenizer, build_corpus_index(lm.tokenizer, draft_corpus.outputs, draft_corpus.inputs))
+        drafter = make_drafter("tasc-spec", lm.tokenizer, build_corpus_index(lm.tokenizer, draft_corpus.outputs, draft_corpus.inputs, lm.prompt_format))
     else:
         drafter = make_drafter("tasc-context", lm.tokenizer)
     hypotheses, tokens, passes = [], 0, 0

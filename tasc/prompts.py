@@ -8,7 +8,8 @@ decoding produces.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import weakref
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 DEFAULT_SYSTEM = "Answer the task input with the task output only."
@@ -24,23 +25,28 @@ class PromptFormat:
         system: system message (chat) or preamble line (plain); None for none.
         template: the user turn; `{input}` is replaced by the task input.
         shots: few-shot (input, output) pairs shown before the real input.
+        prompt_vocab_size: when set, prompts are encoded with token ids below it only. An enriched
+            model (`tasc.vocab.enrich`) sets it to its base vocabulary: its added strings are answer
+            n-grams, and letting them match inside a prompt would cut the user's words in ways the
+            model never read (the added "album" turned " album" into " " + "album").
     """
 
     style: str = "auto"
     system: str | None = DEFAULT_SYSTEM
     template: str = "{input}"
     shots: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    prompt_vocab_size: int | None = None
 
     def resolved(self, tokenizer: Any) -> "PromptFormat":
         """Return a copy with style "auto" replaced by "chat" or "plain" for this tokenizer."""
         if self.style != "auto":
             return self
         style = "chat" if getattr(tokenizer, "chat_template", None) else "plain"
-        return PromptFormat(style, self.system, self.template, self.shots)
+        return replace(self, style=style)
 
     def with_shots(self, shots: list[tuple[str, str]]) -> "PromptFormat":
         """Return a copy that shows these (input, output) examples first."""
-        return PromptFormat(self.style, self.system, self.template, tuple(map(tuple, shots)))
+        return replace(self, shots=tuple(map(tuple, shots)))
 
     def render(self, tokenizer: Any, task_input: str) -> str:
         """Render the prompt text for one input (ends where the answer starts)."""
@@ -63,8 +69,14 @@ class PromptFormat:
 
     def prompt_ids(self, tokenizer: Any, task_input: str) -> list[int]:
         """Token ids of the rendered prompt."""
-        text = self.render(tokenizer, task_input)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self.encode(tokenizer, [self.render(tokenizer, task_input)])[0]
+
+    def encode(self, tokenizer: Any, texts: list[str]) -> list[list[int]]:
+        """Token ids of prompt text as prompts are encoded (only ids below `prompt_vocab_size` when set)."""
+        if self.prompt_vocab_size is not None and len(tokenizer) > self.prompt_vocab_size:
+            encoded = _base_encoder(tokenizer, self.prompt_vocab_size).encode_batch_fast(texts, add_special_tokens=False)
+            return [e.ids for e in encoded]
+        return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as stored in tasc.json."""
@@ -75,12 +87,26 @@ class PromptFormat:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PromptFormat":
         """Inverse of `to_dict`; unknown keys are an error so typos do not pass silently."""
-        known = {"style", "system", "template", "shots"}
+        known = {"style", "system", "template", "shots", "prompt_vocab_size"}
         extra = set(d) - known
         if extra:
             raise ValueError(f"unknown prompt format keys: {sorted(extra)}")
         shots = tuple(tuple(s) for s in d.get("shots", ()))
-        return cls(d.get("style", "auto"), d.get("system", DEFAULT_SYSTEM), d.get("template", "{input}"), shots)
+        return cls(d.get("style", "auto"), d.get("system", DEFAULT_SYSTEM), d.get("template", "{input}"), shots,
+                   d.get("prompt_vocab_size"))
+
+
+_BASE_ENCODERS: "weakref.WeakKeyDictionary[Any, tuple[int, Any]]" = weakref.WeakKeyDictionary()
+
+
+def _base_encoder(tokenizer: Any, vocab_size: int) -> Any:
+    """The tokenizer's `tokenizers.Tokenizer` without its added strings from `vocab_size` on (cached per tokenizer)."""
+    cached = _BASE_ENCODERS.get(tokenizer)
+    if cached is None or cached[0] != vocab_size:
+        from tasc.vocab import base_tokenizer
+
+        cached = _BASE_ENCODERS[tokenizer] = (vocab_size, base_tokenizer(tokenizer, vocab_size))
+    return cached[1]
 
 
 def answer_ids(tokenizer: Any, output: str, add_eos: bool = True) -> list[int]:

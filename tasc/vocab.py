@@ -35,11 +35,13 @@ import json
 import re
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tasc.errors import ModelError
 from tasc.ngrams import MiningConfig, MiningResult, mine
+from tasc.prompts import PromptFormat
 from tasc.progress import Progress, ProgressFn, check_cancel
 
 
@@ -343,6 +345,9 @@ def enrich(model: str, texts: Sequence[str] | Any, out_dir: str | Path, config: 
     tokenizer.save_pretrained(out)
     meta = read_meta(path) if Path(path).is_dir() else {}
     meta.setdefault("base_model", model)
+    # Prompts keep the base vocabulary: the added strings are answer n-grams (see PromptFormat).
+    fmt = PromptFormat.from_dict(meta["prompt_format"]) if "prompt_format" in meta else PromptFormat()
+    meta["prompt_format"] = replace(fmt, prompt_vocab_size=base_size).to_dict()
     meta["enriched"] = {
         "base_model": model,
         "base_vocab_size": base_size,

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--temperature must be > 0 and --top-p in (0, 1]")
     lm = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
     corpus = load_corpus(args.corpus) if args.method == "tasc-spec" else None
-    index = build_corpus_index(lm.tokenizer, corpus.outputs, corpus.inputs) if corpus is not None else None
+    index = build_corpus_index(lm.tokenizer, corpus.outputs, corpus.inputs, lm.prompt_format) if corpus is not None else None
     drafter = make_drafter(args.method, lm.tokenizer, index)
     config = DecodeConfig(args.max_new_tokens, args.sample, args.temperature, args.top_p, args.seed)
     ids = lm.prompt_format.prompt_ids(lm.tokenizer, args.input)

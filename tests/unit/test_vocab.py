@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 
 from tasc.cli import main
 from tasc.errors import Cancelled
+from tasc.drafts import build_corpus_index
+from tasc.models import load_model
 from tasc.ngrams import MiningConfig, mine
+from tasc.prompts import PromptFormat
 from tasc.vocab import (
     TokenizerSegmenter,
     adoption,
@@ -143,7 +146,7 @@ def greedy(model, ids, n=12):
 
 
 @pytest.mark.parametrize("tie", [True, False])
-def test_enrich_saves_a_model_that_reloads_and_generates_identically(tmp_path, tie):
+def test_enrich_saves_a_model_that_reloads_and_generates_identically(tmp_path, tie, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tasc.models import write_meta
@@ -162,7 +165,8 @@ def test_enrich_saves_a_model_that_reloads_and_generates_identically(tmp_path, t
 
     # tasc.json: the base's entries plus "enriched"
     meta = json.loads((tmp_path / "out" / "tasc.json").read_text())
-    assert meta["prompt_format"] == {"style": "plain"} and meta["base_model"] == "tiny"
+    assert meta["base_model"] == "tiny"
+    assert meta["prompt_format"] == {**PromptFormat(style="plain").to_dict(), "prompt_vocab_size": len(tokenizer)}
     info = load_enriched_info(tmp_path / "out")
     assert info == meta["enriched"] and info["base_vocab_size"] == len(tokenizer) and info["base_model"] == str(base_dir)
     assert [t["id"] for t in info["added_tokens"]] == list(range(len(tokenizer), len(tokenizer) + 12))
@@ -186,6 +190,22 @@ def test_enrich_saves_a_model_that_reloads_and_generates_identically(tmp_path, t
     assert any(i >= len(tokenizer) for ids in batch for i in ids)
     assert [tok.decode(ids, skip_special_tokens=True) for ids in batch] == TINY_TEXTS[:8]
     assert (model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()) == tie
+
+    # prompts keep the base vocabulary (an added string inside a prompt stays in base tokens); answers use it
+    lm = load_model(str(tmp_path / "out"), device="cpu")
+    assert lm.prompt_format.prompt_vocab_size == len(tokenizer)
+    for text in TINY_TEXTS[:8]:
+        prompt = lm.prompt_format.prompt_ids(lm.tokenizer, text)
+        assert max(prompt) < len(tokenizer)
+        assert prompt == tokenizer(lm.prompt_format.render(tokenizer, text), add_special_tokens=False)["input_ids"]
+    assert PromptFormat(style="plain").prompt_ids(tok, TINY_TEXTS[0]) != lm.prompt_format.prompt_ids(tok, TINY_TEXTS[0])
+    # the neighbour index encodes corpus inputs as the prompts that query it are encoded
+    seen = []
+    monkeypatch.setattr("tasc.drafts.NeighbourIndex", lambda inputs, outputs: seen.append(inputs))
+    for prompt_format in (lm.prompt_format, None):
+        build_corpus_index(lm.tokenizer, [f"answer {i}" for i in range(8)], TINY_TEXTS[:8], prompt_format)
+    assert seen[0] == lm.prompt_format.encode(lm.tokenizer, TINY_TEXTS[:8]) and max(map(max, seen[0])) < len(tokenizer)
+    assert max(map(max, seen[1])) >= len(tokenizer)  # the full enriched tokenizer would cut inputs differently
 
 
 def test_enrich_refuses_its_own_base_dir_and_stops_on_cancel(tiny_model_dir, tmp_path):
