@@ -29,6 +29,7 @@ Example (characters as tokens, see tests/unit/test_ngrams.py):
 from __future__ import annotations
 
 import heapq
+import re
 import math
 import threading
 import time
@@ -55,6 +56,7 @@ class MiningConfig:
     min_count: int = 3  # fewer (non-overlapping) occurrences: not worth a row of the embedding matrix
     kinds: tuple[str, ...] = KINDS  # candidate kinds allowed: "word", "punct", "span"
     whole_values: bool = True  # never fuse part of a quoted value with its quotes (see `splits_a_value`)
+    one_field: bool = True  # never fuse two JSON "key": "value" fields into one token (see `joins_two_fields`)
 
     def check(self) -> None:
         """Raise ValueError naming the first bad setting."""
@@ -158,6 +160,22 @@ def splits_a_value(text: str) -> bool:
         return True  # opens a value and takes its first characters
     # Letters before the first quote end a key when a colon follows, else they end a value.
     return any(c.isalnum() for c in text[:first]) and not text[first + 1 :].startswith(":")
+
+
+_STRING_FIELD = re.compile(r'":\s*"')  # a key's closing quote, its colon, the string value's opening quote
+
+
+def joins_two_fields(text: str) -> bool:
+    """Whether a candidate holds the key of one JSON string field and the key of another.
+
+    `music_item": "artist", "artist": "` or `", "playlist_owner": "my", "playlist": "` make one token
+    of several decisions (a value, and which slot comes next), each seen less often than its parts.
+    A SNIPS model enriched with such tokens dropped or swapped slots twice as often as the base
+    fine-tune (387 missing slots against 196 on SNIPS valid). One key with its whole value
+    (`", "service": "youtube"}}`) and the intent header (`{"intent": "PlayMusic", "slots": {"`, whose
+    second key opens an object) stay allowed.
+    """
+    return len(_STRING_FIELD.findall(text)) >= 2
 
 
 def classify(text: str, before: str = "", after: str = "") -> str:
@@ -430,7 +448,7 @@ def _mine_round(seqs: list[list[int]], segmenter: Segmenter, config: MiningConfi
             return None  # cuts a character in two
         if text in known or len(text) > config.max_chars or not segmenter.acceptable(text):
             return None
-        if config.whole_values and splits_a_value(text):
+        if (config.whole_values and splits_a_value(text)) or (config.one_field and joins_two_fields(text)):
             return None
         flat = index.flat
         before = pieces[int(flat[p - 1])] if p > 0 and flat[p - 1] >= 0 else b""

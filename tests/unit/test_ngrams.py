@@ -16,6 +16,7 @@ from tasc.ngrams import (
     free_occurrences,
     measure,
     mine,
+    joins_two_fields,
     splits_a_value,
 )
 
@@ -190,6 +191,25 @@ def test_mined_tokens_keep_json_values_copyable():
     assert '{"artist": "' in result.texts or any('"artist": "' in t for t in result.texts)
     loose, _ = run(texts, budget=20, rounds=3, whole_values=False)
     assert any(splits_a_value(t) for t in loose.texts)  # the test can fail: without the rule they are picked
+
+
+@pytest.mark.parametrize("text, joins", [
+    ('", "artist": "', False), ('{"intent": "GetWeather", "slots": {"', False), ('", "service": "youtube"}}', False),
+    ('object_name": "', False), (" of the", False), ('"}}', False),
+    ('music_item": "artist", "artist": "', True), ('", "playlist_owner": "my", "playlist": "', True),
+    ('{"intent": "GetWeather", "slots": {"city": "', True), ('{"a":"x","b":"', True),
+])
+def test_joins_two_fields(text, joins):
+    assert joins_two_fields(text) is joins
+
+
+def test_mined_tokens_hold_one_json_field_at_most():
+    # Every answer has the same two fields: fused, "a" and "b" would become one decision.
+    texts = [f'{{"a": "{v}", "b": "{w}"}}' for v in ("xx", "yy", "zz") for w in ("pp", "qq")] * 5
+    result, _ = run(texts, budget=30, rounds=4, max_base_tokens=24)
+    assert result.texts and not any(joins_two_fields(t) for t in result.texts)
+    loose, _ = run(texts, budget=30, rounds=4, max_base_tokens=24, one_field=False)
+    assert any(joins_two_fields(t) for t in loose.texts)  # the test can fail: without the rule they are picked
 
 
 def test_refused_strings_are_dropped_and_not_mined_again():
