@@ -56,9 +56,9 @@ def make_tiny_model(vocab_size: int, seed: int = 0, layers: int = 2, hidden: int
     return LlamaForCausalLM(config).eval()
 
 
-def save_tiny(directory: Path, seed: int = 0, texts: list[str] | None = None) -> Path:
+def save_tiny(directory: Path, seed: int = 0, texts: list[str] | None = None, vocab_size: int = 300) -> Path:
     """Write a tiny tokenizer + model as a normal model directory and return it."""
-    tokenizer = make_tiny_tokenizer(texts)
+    tokenizer = make_tiny_tokenizer(texts, vocab_size)
     model = make_tiny_model(len(tokenizer), seed=seed)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory, safe_serialization=True)

@@ -27,6 +27,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hidden", type=int, default=256, help="decoder hidden size, when not --decoder-init (default 256)")
     p.add_argument("--heads", type=int, default=4, help="decoder attention heads (default 4)")
     p.add_argument("--projector", choices=("mlp", "linear"), default="mlp")
+    p.add_argument("--encoder-layer", type=int, default=None, metavar="N",
+                   help="use the target's states after N blocks (mid layers describe the prompt's words; default: the last)")
+    p.add_argument("--no-copy", dest="copy", action="store_false",
+                   help="no pointer-generator copy head: the decoder writes every token from its vocabulary")
     p.add_argument("--max-inputs", type=int, default=1000, help="distinct training inputs the target encodes (default 1000)")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tasc.hybrid import HybridConfig, train_hybrid
 
     config = HybridConfig(
-        layers=args.layers, hidden=args.hidden, heads=args.heads, projector=args.projector, decoder_init=args.decoder_init,
+        layers=args.layers, hidden=args.hidden, heads=args.heads, projector=args.projector, copy=args.copy, encoder_layer=args.encoder_layer, decoder_init=args.decoder_init,
         max_inputs=args.max_inputs, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         save_every=args.save_every, seed=args.seed,
     )

@@ -1,6 +1,7 @@
 """Hybrid: the projector and decoder train on a frozen target, generate, save and reload, resume."""
 
 import json
+import random
 import threading
 
 import pytest
@@ -13,7 +14,7 @@ from tasc.corpus import load_corpus
 from tasc.draft_model import DraftConfig, build_draft_model, train_draft
 from tasc.errors import Cancelled, ModelError
 from tasc.hybrid import HybridConfig, HybridModel, encode, make_projector, train_hybrid
-from tasc.models import load_model, read_meta
+from tasc.models import load_model, read_meta, write_meta
 from tasc.train_loop import LoopConfig, train_loop
 from tests.tiny import save_tiny
 
@@ -36,7 +37,7 @@ def test_the_projector_carries_the_input_and_the_target_stays_frozen(tmp_path, t
     lm.model.requires_grad_(False)
     decoder = build_draft_model(lm.model, DraftConfig(layers=1, hidden=32, heads=2))
     projector = make_projector("mlp", lm.model.config.hidden_size, 32)
-    model = HybridModel(decoder, projector, HybridConfig(add_token_embeddings=False))
+    model = HybridModel(decoder, projector, HybridConfig(add_token_embeddings=False, copy=False))
     assert not any(p is q for p in model.module.parameters() for q in lm.model.parameters())
     # Two inputs that differ only in one word, with answers that depend on it: solvable only through the prefix.
     pairs = [("colour red", "stop"), ("colour green", "go")]
@@ -70,7 +71,7 @@ def test_train_hybrid_saves_reloads_and_generates_identically(tmp_path, tiny_mod
     assert result["losses"][-1][1] < result["losses"][0][1]
     assert {e.task for e in events} == {"hybrid: encode", "hybrid: train"}
     saved = sorted(p.name for p in (tmp_path / "hybrid").iterdir())
-    assert "projector.safetensors" in saved and "decoder" in saved and "checkpoints" not in saved
+    assert {"projector.safetensors", "copy_head.safetensors", "decoder"} <= set(saved) and "checkpoints" not in saved
     assert not list(tmp_path.glob("hybrid/**/*.bin"))
     meta = read_meta(tmp_path / "hybrid")
     assert meta["role"] == "hybrid" and meta["training"]["steps"] == 8 and meta["hybrid"]["projector"] == "mlp"
@@ -104,8 +105,9 @@ def test_decoder_can_start_from_a_trained_draft_model(tmp_path, tiny_model_dir, 
                 DraftConfig(layers=1, hidden=32, heads=2, pretrain_texts=4, pretrain_new_tokens=4, pretrain_steps=2, steps=4, batch_size=4),
                 device="cpu")
     train_hybrid(str(tiny_model_dir), corpus, tmp_path / "hybrid",
-                 HybridConfig(**{**TINY, "steps": 0, "decoder_init": str(tmp_path / "draft")}), device="cpu")
-    # With zero steps the zero-initialised projector adds nothing: the hybrid answers as the draft model does.
+                 HybridConfig(**{**TINY, "steps": 0, "decoder_init": str(tmp_path / "draft"), "copy": False}), device="cpu")
+    # With zero steps the zero-initialised projector adds nothing: the hybrid answers as the draft model does
+    # (a fresh copy head would mix in a third of copying, so it is off here).
     model = HybridModel.load(tmp_path / "hybrid", tiny_lm)
     draft = load_file(str(tmp_path / "draft" / "model.safetensors"))
     decoder = load_file(str(tmp_path / "hybrid" / "decoder" / "model.safetensors"))
@@ -126,16 +128,97 @@ def test_load_rejects_other_targets_and_other_directories(tmp_path, tiny_model_d
         HybridModel.load(tiny_model_dir)
     with pytest.raises(ValueError, match="projector must be"):
         HybridConfig(projector="conv").check()
+    with pytest.raises(ValueError, match="encoder_layer must be at least 1"):
+        HybridConfig(encoder_layer=0).check()
+    with pytest.raises(ValueError, match="past the target's 2 blocks"):
+        train_hybrid(str(tiny_model_dir), load_corpus(corpus_file), tmp_path / "deep", HybridConfig(**TINY, encoder_layer=3), device="cpu")
+
+
+def test_encode_takes_the_states_of_a_middle_block(tiny_lm):
+    ids = tiny_lm.prompt_format.prompt_ids(tiny_lm.tokenizer, "play pop by bob")
+    out = tiny_lm.model.base_model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+    assert torch.equal(encode(tiny_lm.model, [ids], layer=1)[0], out.hidden_states[1][0].float())
+    assert torch.equal(encode(tiny_lm.model, [ids])[0], out.last_hidden_state[0].float())
+
+
+def test_a_hybrid_saved_before_the_copy_head_loads_without_one(tmp_path, tiny_model_dir, corpus_file, tiny_lm):
+    train_hybrid(str(tiny_model_dir), load_corpus(corpus_file), tmp_path / "old", HybridConfig(**{**TINY, "steps": 1, "copy": False}), device="cpu")
+    meta = read_meta(tmp_path / "old")
+    del meta["hybrid"]["copy"]  # what tasc.json held before the field existed
+    write_meta(tmp_path / "old", meta)
+    model = HybridModel.load(tmp_path / "old", tiny_lm)
+    assert model.copy_head is None and not model.config.copy
+    assert model.generate(tiny_lm.model, tiny_lm.prompt_format.prompt_ids(tiny_lm.tokenizer, "play pop by bob"), 5).tokens
 
 
 def test_cli_train_hybrid(tmp_path, tiny_model_dir, corpus_file, capsys):
     argv = ["train-hybrid", "--target", str(tiny_model_dir), "--corpus", str(corpus_file), "--out", str(tmp_path / "h"),
-            "--layers", "1", "--hidden", "32", "--heads", "2", "--steps", "2", "--batch-size", "2", "--projector", "linear",
+            "--layers", "1", "--hidden", "32", "--heads", "2", "--steps", "2", "--batch-size", "2", "--projector", "linear", "--no-copy",
+            "--encoder-layer", "1",
             "--device", "cpu", "--json", str(tmp_path / "r.json")]
     assert main(argv) == 0
     assert json.loads((tmp_path / "r.json").read_text())["steps"] == 2
-    assert read_meta(tmp_path / "h")["hybrid"]["projector"] == "linear"
+    saved = read_meta(tmp_path / "h")["hybrid"]
+    assert saved["projector"] == "linear" and not saved["copy"] and saved["encoder_layer"] == 1
     txt = tmp_path / "outputs.txt"
     txt.write_text("only outputs\nno inputs\n")
     assert main(["train-hybrid", "--target", str(tiny_model_dir), "--corpus", str(txt), "--out", str(tmp_path / "x")]) == 2
     assert "needs inputs" in capsys.readouterr().err
+
+
+# --- the copy head -------------------------------------------------------------------------------
+
+_rng = random.Random(0)
+WORDS = ["".join(_rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(5)) for _ in range(48)]  # 40 to train, 8 to test
+
+
+@pytest.fixture(scope="module")
+def copy_lm(tmp_path_factory):
+    """A tiny target whose tokenizer spells every word as one token, with (' w') and without ('w') its space."""
+    texts = [f'say {w} "{w}"' for w in WORDS] * 8
+    return load_model(str(save_tiny(tmp_path_factory.mktemp("copy") / "target", texts=texts, vocab_size=900)), device="cpu")
+
+
+def test_bare_token_ids_map_a_spaced_token_to_its_bare_twin(copy_lm):
+    from tasc.copy_head import NO_TOKEN, bare_token_ids
+
+    tok = copy_lm.tokenizer
+    bare = bare_token_ids(tok, len(tok))
+    for w in WORDS:
+        (spaced,), (plain,) = tok(" " + w, add_special_tokens=False)["input_ids"], tok(w, add_special_tokens=False)["input_ids"]
+        assert bare[spaced] == plain and bare[plain] == NO_TOKEN
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_the_copy_head_copies_words_it_never_saw_in_an_answer(tmp_path, copy_lm, copy):
+    """Answers quote a prompt word; trained on 40 words, tested on 8 others. Only the copy head can do it."""
+    from tasc.copy_head import CopyHead, bare_token_ids
+
+    lm, tok = copy_lm, copy_lm.tokenizer
+    lm.model.requires_grad_(False)
+    torch.manual_seed(0)
+    decoder = build_draft_model(lm.model, DraftConfig(layers=1, hidden=32, heads=2))
+    projector = make_projector("mlp", lm.model.config.hidden_size, 32)
+    head = CopyHead(32, bare_token_ids(tok, len(tok))) if copy else None
+    model = HybridModel(decoder, projector, HybridConfig(copy=copy), copy_head=head)
+
+    def example(word):
+        prompt = lm.prompt_format.prompt_ids(tok, f"say {word}")
+        return prompt, tok(f'"{word}"', add_special_tokens=False)["input_ids"] + [lm.eos_token_id]
+
+    train = [example(w) for w in WORDS[:40]]
+    states = encode(lm.model, [p for p, _ in train])
+    batch = [(s, p, a) for s, (p, a) in zip(states, train)]
+    train_loop(model.module, lambda step: model.loss(batch), LoopConfig(steps=150, learning_rate=1e-2, save_every=1000),
+               tmp_path / "ckpt", task="toy")
+    right = sum(model.generate(lm.model, p, len(a) + 2, lm.eos_token_id).tokens == a for p, a in map(example, WORDS[40:]))
+    if copy:
+        assert right >= 6  # unseen words are copied, their leading space dropped (the bare channel)
+    else:
+        assert right <= 2  # the vocabulary head alone writes the training words it knows
+    if copy:  # and the head survives save and reload
+        model.meta = {"target_hidden_size": lm.model.config.hidden_size, "target_vocab_size": len(tok)}
+        model.save(tmp_path / "saved", tok)
+        again = HybridModel.load(tmp_path / "saved", lm)
+        p, a = example(WORDS[0])
+        assert again.generate(lm.model, p, 8, lm.eos_token_id).tokens == model.generate(lm.model, p, 8, lm.eos_token_id).tokens == a

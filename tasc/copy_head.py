@@ -1,0 +1,126 @@
+"""A pointer-generator copy head for the hybrid's small decoder.
+
+Slot values are copied verbatim from the prompt ("add X to my Y playlist" -> "playlist": "Y"). A
+2-layer decoder trained for minutes learns the answer's structure but not to copy: it wrote
+"pop punk" for "classical relaxations", a value it had seen in training. The head gives copying a
+path of its own (See et al., 2017, "Get To The Point"):
+
+    p(y) = g_gen * softmax(lm_head(h))[y]
+         + g_copy * sum over prompt positions i with prompt[i] == y of a_i
+         + g_bare * sum over prompt positions i with bare(prompt[i]) == y of a_i
+
+where h is the decoder's last hidden state, a = softmax over prompt positions of
+(W_q h)·(W_k h_i) + f(h)·follows_i, and g = softmax(W_g h) chooses between writing from the vocabulary, copying a prompt token, and
+copying it without its leading space. The third channel exists because a value starts a JSON string
+(`": "classical`) while the same word inside the prompt carries a space (` classical`): byte-level
+BPE spells them with different ids.
+
+`follows_i` is 1 where the prompt token before position i is the token just written (or its spaced
+twin), the rule prompt-lookup decoding drafts by. Content attention alone found a value's first
+word but then lost its place: "young at heart heart heart", "classicalations". With the bonus, a
+copy that has begun continues along the prompt, and f(h) >= 0 learns when to trust it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+NO_TOKEN = -1  # in `bare_ids`: the token has no leading space, or its bare text is not one token
+
+
+def bare_token_ids(tokenizer: Any, vocab_size: int) -> list[int]:
+    """For each id below vocab_size: the id of the same text without its leading space, else NO_TOKEN."""
+    texts = tokenizer.batch_decode([[i] for i in range(vocab_size)])
+    first_id: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        first_id.setdefault(text, i)
+    bare = [NO_TOKEN] * vocab_size
+    for i, text in enumerate(texts):
+        if len(text) > 1 and text[0] == " " and "\ufffd" not in text:  # not a partial UTF-8 byte token
+            bare[i] = first_id.get(text[1:], NO_TOKEN)
+    return bare
+
+
+class CopyHead(nn.Module):
+    """Query/key projections over decoder states, the three-way gate, and the bare-id table (a saved buffer)."""
+
+    def __init__(self, hidden: int, bare_ids: Sequence[int], key_dim: int = 64) -> None:
+        super().__init__()
+        self.query = nn.Linear(hidden, key_dim, bias=False)
+        self.key = nn.Linear(hidden, key_dim, bias=False)
+        self.gate = nn.Linear(hidden, 3)
+        self.follow = nn.Linear(hidden, 1)  # softplus: the bonus for continuing a copy
+        nn.init.zeros_(self.follow.weight)
+        nn.init.constant_(self.follow.bias, 2.0)  # start with a clear preference for contiguous copies
+        self.register_buffer("bare_ids", torch.tensor(list(bare_ids), dtype=torch.long))
+        self.scale = 1.0 / math.sqrt(key_dim)
+
+    def _bare(self, ids: Any) -> Any:
+        """bare_ids of each id; NO_TOKEN for ids past the table (an enriched vocabulary's added rows)."""
+        inside = ids < self.bare_ids.numel()
+        return torch.where(inside, self.bare_ids[ids.clamp(max=self.bare_ids.numel() - 1)], NO_TOKEN)
+
+    def follows(self, last_ids: Any, prompt_prev_ids: Any) -> Any:
+        """1.0 where a prompt position's previous token is the last token written (as is, or spaced in the prompt)."""
+        last = last_ids[..., None]
+        return ((prompt_prev_ids == last) | (self._bare(prompt_prev_ids) == last)).float()
+
+    def _scores(self, hidden: Any, query_keys: Any, follows: Any) -> Any:
+        """Attention logits over prompt positions: content match plus the continue-the-copy bonus."""
+        bonus = torch.nn.functional.softplus(self.follow(hidden)).float()  # (..., 1)
+        return query_keys.float() * self.scale + bonus * follows
+
+    def log_prob(self, hidden: Any, logits: Any, targets: Any, prompt_keys: Any, prompt_ids: Any, prompt_mask: Any,
+                 last_ids: Any, prompt_prev_ids: Any) -> Any:
+        """log p(target) under the mixture, for training; one row per predicted token.
+
+        Args:
+            hidden: (N, H) decoder states that predict `targets`.
+            logits: (N, V) the LM head's logits at those states.
+            targets: (N,) target ids.
+            prompt_keys: (N, T, K) `keys` of the states of each row's prompt positions.
+            prompt_ids: (N, T) those positions' token ids.
+            prompt_mask: (N, T) True where copying is allowed (the prompt, not padding or the answer).
+            last_ids: (N,) the token each row's state was computed on (the one just written).
+            prompt_prev_ids: (N, T) the token before each prompt position (NO_TOKEN for the first).
+        Returns:
+            (N,) log-probabilities.
+        """
+        content = torch.einsum("nk,ntk->nt", self.query(hidden), prompt_keys)
+        scores = self._scores(hidden, content, self.follows(last_ids, prompt_prev_ids))
+        attn = torch.softmax(scores.masked_fill(~prompt_mask, float("-inf")), -1)  # (N, T)
+        hit = (prompt_ids == targets[:, None]).float()  # (N, T)
+        hit_bare = (self._bare(prompt_ids) == targets[:, None]).float()
+        log_gen = torch.log_softmax(logits.float(), -1).gather(-1, targets[:, None])[:, 0]  # (N,)
+        log_copy = torch.log((attn * hit).sum(-1) + 1e-9)
+        log_bare = torch.log((attn * hit_bare).sum(-1) + 1e-9)
+        log_gates = torch.log_softmax(self.gate(hidden).float(), -1)  # (N, 3)
+        return torch.logsumexp(log_gates + torch.stack([log_gen, log_copy, log_bare], -1), -1)
+
+    def probs(self, hidden: Any, logits: Any, prompt_keys: Any, prompt_ids: Any, last_id: int) -> Any:
+        """The mixture's distribution over the vocabulary at one decoding step.
+
+        Args:
+            hidden: (H,) the decoder's last state.
+            logits: (V,) the LM head's logits there.
+            prompt_keys: (T, K) `keys` of the prompt's states, computed once per answer.
+            prompt_ids: (T,) the prompt's token ids.
+            last_id: the token just written (the last prompt token before the first answer token).
+        """
+        gates = torch.softmax(self.gate(hidden).float(), -1)  # (3,)
+        prev = torch.cat([prompt_ids.new_full((1,), NO_TOKEN), prompt_ids[:-1]])
+        follows = self.follows(prompt_ids.new_tensor(last_id), prev)
+        attn = torch.softmax(self._scores(hidden, prompt_keys @ self.query(hidden), follows), -1)  # (T,)
+        p = torch.softmax(logits.float(), -1) * gates[0]
+        p = p.index_add(0, prompt_ids, attn * gates[1])
+        bare = self._bare(prompt_ids)
+        ok = bare != NO_TOKEN
+        return p.index_add(0, bare[ok], attn[ok] * gates[2])
+
+    def keys(self, prompt_hidden: Any) -> Any:
+        """(..., T, K) keys of prompt states."""
+        return self.key(prompt_hidden)
