@@ -23,9 +23,12 @@ from typing import Any, Callable, Collection, Protocol, Sequence
 
 from tasc.ngram_index import CorpusIndex, ContextIndex, NeighbourIndex, Prediction, normalised_keys
 from tasc.prompts import PromptFormat
+from tasc.spelling import SpellingCopy, spelling_copy_for
 
 CORPUS, CONTEXT, MODEL = "corpus", "context", "model"
 NEIGHBOURS = "neighbours"  # the corpus rows with inputs like the prompt; reported as "corpus"
+SPELLING = "spelling"  # prompt words copied in the answer's own tokens (`tasc.spelling`); reported as "context"
+SPELLING_TAIL = 8  # answer tokens whose text the spelling copy looks up
 
 
 @dataclass
@@ -154,6 +157,7 @@ class SpecConfig:
     max_branches: int = 0  # side branches of a tree draft (0: a chain); each starts at a runner-up guess
     neighbours: int = 8  # corpus rows with inputs like the prompt whose answers are a source (0: off)
     neighbour_window: int = 64  # the prompt's last tokens, where the task input is, that find them
+    spelling: bool = True  # continue a copied prompt word across tokenisations (`tasc.spelling`; needs use_context)
 
 
 def _len_bucket(match_len: int) -> int:
@@ -169,7 +173,7 @@ def _share_bucket(share: float) -> int:
 def prior_acceptance(source: str, pred: Prediction) -> float:
     """Acceptance chance assumed before any observation, from match length and share."""
     reliability = 1.0 - 0.5 ** pred.match_len  # 0.5, 0.75, 0.88, ... longer matches agree more
-    if source == CONTEXT:
+    if source in (CONTEXT, SPELLING):
         return 0.2 + 0.6 * reliability
     return pred.share * reliability
 
@@ -226,6 +230,7 @@ class TascDrafter:
         config: SpecConfig | None = None,
         context_keys: Sequence[int] | None = None,
         stop_ids: Collection[int] | None = None,
+        spelling: SpellingCopy | None = None,
     ) -> None:
         self.config = config or SpecConfig()
         if stop_ids is None:
@@ -236,7 +241,9 @@ class TascDrafter:
         self.acceptance = AcceptanceModel(self.config.prior_strength)
         self.context = ContextIndex(self.config.context_ngram, self.context_keys)
         self.near: CorpusIndex | None = None  # this prompt's neighbours' answers
-        self._states: tuple[Any, Any, Any] = ((0, 0), (0, 0), ())  # (corpus, neighbours, context) matcher states
+        self.spelling = spelling if self.config.use_context and self.config.spelling else None
+        # Matcher states: corpus, neighbours, context, and the answer's last tokens (for the spelling copy).
+        self._states: tuple[Any, Any, Any, tuple[int, ...]] = ((0, 0), (0, 0), (), ())
         self._last_cells: list[tuple[str, int, int]] = []
         self._last_draft: Draft | None = None
         self._depth: list[int] = []  # depth of each token of the draft being built
@@ -250,21 +257,23 @@ class TascDrafter:
         if neighbours is not None and self.config.neighbours > 0:
             query = list(prompt_ids)[-self.config.neighbour_window :]  # not few-shot examples further up
             self.near = CorpusIndex(neighbours.nearest(query, self.config.neighbours), eos_id=self.corpus.eos_id)
+        if self.spelling is not None:
+            self.spelling.start(prompt_ids)
         self._states = (self.corpus.start_state() if self.corpus else (0, 0),
-                        self.near.start_state() if self.near else (0, 0), self.context.tail_keys())
+                        self.near.start_state() if self.near else (0, 0), self.context.tail_keys(), ())
         self._last_cells, self._last_draft = [], None
 
-    def _advance(self, states: tuple[Any, Any, Any], token: int) -> tuple[Any, Any, Any]:
+    def _advance(self, states: tuple[Any, ...], token: int) -> tuple[Any, ...]:
         """Matcher states after one (drafted) token."""
-        corpus_state, near_state, context_state = states
+        corpus_state, near_state, context_state, tail = states
         return (self.corpus.advance(corpus_state, token) if self.corpus is not None else corpus_state,
                 self.near.advance(near_state, token) if self.near is not None else near_state,
-                self.context.advance(context_state, token))
+                self.context.advance(context_state, token), (tail + (token,))[-SPELLING_TAIL:])
 
-    def _guesses(self, states: tuple[Any, Any, Any]) -> list[tuple[float, str, Prediction]]:
+    def _guesses(self, states: tuple[Any, ...]) -> list[tuple[float, str, Prediction]]:
         """Scored next-token guesses of every enabled index, best first."""
         cfg = self.config
-        corpus_state, near_state, context_state = states
+        corpus_state, near_state, context_state, tail = states
         guesses = []
         if self.corpus is not None:
             pred = self.corpus.predict(corpus_state)
@@ -282,6 +291,11 @@ class TascDrafter:
             pred = self.context.predict(context_state)
             if pred is not None:
                 guesses.append((cfg.context_weight * self.acceptance.estimate(CONTEXT, pred), CONTEXT, pred))
+        if self.spelling is not None and tail:
+            following, matched = self.spelling.continuation(tail)
+            if following:
+                pred = Prediction(following[0], 1.0, matched, 1)
+                guesses.append((cfg.context_weight * self.acceptance.estimate(SPELLING, pred), SPELLING, pred))
         guesses.sort(key=lambda g: g[0], reverse=True)
         return guesses
 
@@ -290,13 +304,13 @@ class TascDrafter:
         """Append one token to the draft under construction."""
         source, pred = token_source
         draft.tokens.append(pred.token)
-        draft.sources.append(CORPUS if source == NEIGHBOURS else source)
+        draft.sources.append(CORPUS if source == NEIGHBOURS else CONTEXT if source == SPELLING else source)
         draft.probs.append(p)
         draft.parents.append(parent)  # type: ignore[union-attr]
         cells.append(self.acceptance.cell(source, pred))
         self._depth.append(depth)
 
-    def _extend(self, states: tuple[Any, Any, Any], survival: float, max_len: int, draft: Draft,
+    def _extend(self, states: tuple[Any, ...], survival: float, max_len: int, draft: Draft,
                 cells: list[tuple[str, int, int]], parent: int, forks: list[tuple[float, int, int, Any]] | None) -> None:
         """Append a chain to `draft` below `parent` while its survival chance beats the verify cost.
 
@@ -371,10 +385,10 @@ class TascDrafter:
                     self.acceptance.observe(cell, accepted=i in path)
         self._last_draft, self._last_cells = None, []
         self.context.extend(emitted)
-        corpus_state, near_state, _ = self._states
+        corpus_state, near_state, _, tail = self._states
         self._states = (self.corpus.walk(corpus_state, emitted) if self.corpus is not None else corpus_state,
                         self.near.walk(near_state, emitted) if self.near is not None else near_state,
-                        self.context.tail_keys())
+                        self.context.tail_keys(), (tail + tuple(emitted))[-SPELLING_TAIL:])
 
 
 def build_corpus_index(tokenizer: Any, outputs: Sequence[str], inputs: Sequence[str] | None = None,
@@ -414,4 +428,5 @@ def make_drafter(
     if context_keys is None and config.use_context and config.normalise_context:
         context_keys = normalised_keys(tokenizer)
     stop_ids = () if tokenizer.eos_token_id is None else (tokenizer.eos_token_id,)
-    return TascDrafter(corpus_index, config, context_keys, stop_ids)
+    spelling = spelling_copy_for(tokenizer) if config.use_context and config.spelling else None
+    return TascDrafter(corpus_index, config, context_keys, stop_ids, spelling)
