@@ -30,7 +30,11 @@ def load(name: str) -> dict | None:
 def quality_section() -> list[str]:
     """Fine-tune cost and held-out quality per task."""
     lines = ["| task | fine-tune | steps × batch | time | s/step | held-out inputs | quality |", "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    for task, ft_name, eval_name in (("SNIPS", "snips-ft.json", "snips-eval.json"), ("SNIPS, enriched vocabulary (TASC-ft)", "snips-ft-enriched.json", "snips-eval-enriched.json"), ("E2E", "e2e-ft.json", "e2e-eval.json")):
+    runs = (("SNIPS", "snips-ft.json", "snips-eval.json"),
+            ("SNIPS, enriched vocabulary (TASC-ft), same steps", "snips-ft-enriched-270.json", "snips-eval-enriched-270.json"),
+            ("SNIPS, enriched vocabulary (TASC-ft), same time", "snips-ft-enriched.json", "snips-eval-enriched.json"),
+            ("E2E", "e2e-ft.json", "e2e-eval.json"))
+    for task, ft_name, eval_name in runs:
         ft, ev = load(ft_name), load(eval_name)
         if not ft or not ev:
             continue
@@ -91,9 +95,14 @@ def main() -> None:
                   "against the enriched model's own greedy ids.", "", bench_table([("SNIPS valid", tascft)], quality=True), ""]
     modes = [(title, r) for title, name in (("SNIPS valid", "bench-snips-modes.json"), ("E2E held-out", "bench-e2e-modes.json"),
                                             ("SNIPS valid, hybrid on 4000 inputs, 1000 steps", "bench-snips-hybrid-1000.json"),
-                                            ("E2E held-out, hybrid trained 1000 steps", "bench-e2e-hybrid-1000.json")) if (r := load(name))]
+                                            ("E2E held-out, hybrid trained 1000 steps", "bench-e2e-hybrid-1000.json"),
+                                            ("SNIPS valid, hybrid with copy head, 300 steps", "bench-snips-hybrid-copy.json"),
+                                            ("SNIPS valid, hybrid with copy head, target layer 20, 300 steps", "bench-snips-hybrid-l20.json"),
+                                            ("SNIPS valid, hybrid with copy head, 4000 inputs, 1000 steps", "bench-snips-hybrid-copy-1000.json"))
+             if (r := load(name))]
     if modes:
-        costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "snips-hybrid-1000", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
+        costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "snips-hybrid-1000", "snips-hybrid-copy", "snips-hybrid-l20",
+                                                                       "snips-hybrid-copy-1000", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
                           if load(n + ".json"))
         parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. Training cost: {costs}.", "",
                   bench_table(modes, quality=True), ""]

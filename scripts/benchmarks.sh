@@ -22,7 +22,7 @@ step runs/bench-e2e-ft.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jso
 
 # Comparison modes (issue 7): a trained draft model and the encoder -> small-decoder hybrid.
 step runs/snips-draft.json train-draft --target runs/snips-ft --corpus $DATA/snips/train.jsonl --layers 2 --hidden 256 --out runs/snips-draft --resume
-step runs/snips-hybrid.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --out runs/snips-hybrid --resume
+step runs/snips-hybrid.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --no-copy --out runs/snips-hybrid --resume
 MODES=greedy,greedy-loop,pld,tasc-spec,draft-model,draft-model+tasc,hybrid
 step runs/bench-snips-modes.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods $MODES --draft-model runs/snips-draft --hybrid-model runs/snips-hybrid
 
@@ -30,21 +30,31 @@ step runs/bench-snips-modes.json bench --model runs/snips-ft --corpus $DATA/snip
 step runs/bench-snips-base.json bench --model smollm2-135m --shots 3 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N_BASE" --methods $METHODS
 step runs/bench-e2e-base.json bench --model smollm2-135m --shots 3 --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N_BASE" --methods $METHODS
 
-# TASC-ft (issue 5): enrich the vocabulary (300 tokens), fine-tune with the same budget, compare with the base fine-tune.
+# TASC-ft (issue 5): enrich the vocabulary (300 tokens), fine-tune with the same budget, compare with the base fine-tune:
+# the same steps (270), and the same wall time (an enriched step is shorter: 400 steps take the base's 270-step time).
 [ -s runs/compression.json ] || "$PY" scripts/compression_report.py --json runs/compression.json
 step runs/snips-enriched.json enrich $DATA/snips/train.jsonl --valid $DATA/snips/valid.jsonl --model smollm2-135m --budget 300 --out runs/snips-enriched
-step runs/snips-ft-enriched.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched --steps 270 --lr 4e-4 --resume
+step runs/snips-ft-enriched-270.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched-270 --steps 270 --lr 4e-4 --resume
+step runs/snips-eval-enriched-270.json evaluate --model runs/snips-ft-enriched-270 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/snips-ft-enriched.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched --steps 400 --lr 4e-4 --resume
 step runs/snips-eval-enriched.json evaluate --model runs/snips-ft-enriched --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/bench-snips-tascft.json bench --model runs/snips-ft --ft-model runs/snips-ft-enriched --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
 
 # E2E comparison modes.
 step runs/e2e-draft.json train-draft --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --layers 2 --hidden 256 --out runs/e2e-draft --resume
-step runs/e2e-hybrid.json train-hybrid --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --decoder-init runs/e2e-draft --out runs/e2e-hybrid --resume
+step runs/e2e-hybrid.json train-hybrid --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --decoder-init runs/e2e-draft --no-copy --out runs/e2e-hybrid --resume
 step runs/bench-e2e-modes.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods $MODES --draft-model runs/e2e-draft --hybrid-model runs/e2e-hybrid
 # The hybrids with 1000 training steps instead of 300 (SNIPS: on 4000 inputs): how much of their quality gap is training.
-step runs/snips-hybrid-1000.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --max-inputs 4000 --steps 1000 --out runs/snips-hybrid-1000 --resume
+step runs/snips-hybrid-1000.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --no-copy --max-inputs 4000 --steps 1000 --out runs/snips-hybrid-1000 --resume
 step runs/bench-snips-hybrid-1000.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-1000
-step runs/e2e-hybrid-1000.json train-hybrid --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --decoder-init runs/e2e-draft --steps 1000 --out runs/e2e-hybrid-1000 --resume
+step runs/e2e-hybrid-1000.json train-hybrid --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --decoder-init runs/e2e-draft --no-copy --steps 1000 --out runs/e2e-hybrid-1000 --resume
 step runs/bench-e2e-hybrid-1000.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/e2e-hybrid-1000
+# The hybrid with the copy head (the default): 300 steps, the same with mid-layer (20 of 30) target states, and 1000 steps on 4000 inputs.
+step runs/snips-hybrid-copy.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --out runs/snips-hybrid-copy --resume
+step runs/bench-snips-hybrid-copy.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,hybrid --hybrid-model runs/snips-hybrid-copy
+step runs/snips-hybrid-l20.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --encoder-layer 20 --out runs/snips-hybrid-l20 --resume
+step runs/bench-snips-hybrid-l20.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,hybrid --hybrid-model runs/snips-hybrid-l20
+step runs/snips-hybrid-copy-1000.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --max-inputs 4000 --steps 1000 --out runs/snips-hybrid-copy-1000 --resume
+step runs/bench-snips-hybrid-copy-1000.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,hybrid --hybrid-model runs/snips-hybrid-copy-1000
 
 "$PY" scripts/bench_readme.py
