@@ -104,8 +104,8 @@ def main() -> None:
         costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "snips-hybrid-1000", "snips-hybrid-copy", "snips-hybrid-l20",
                                                                        "snips-hybrid-copy-1000", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
                           if load(n + ".json"))
-        parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. Training cost: {costs}. The hybrids of the first two "
-                  "tables and of the 'without copy head' rows were trained with `--no-copy` (before the copy head existed).", "",
+        parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. Training cost: {costs}. The hybrid rows of 'SNIPS valid' and 'E2E held-out' "
+                  "and the 'without copy head' rows were trained with `--no-copy` (before the copy head existed).", "",
                   bench_table(modes, quality=True), ""]
     if not parts:
         parts = ["No numbers yet: run `bash scripts/benchmarks.sh`."]
