@@ -248,7 +248,7 @@ def trained_dirs(tiny_model_dir, tmp_path_factory):
     size = lm.model.get_input_embeddings().weight.shape[0]
     hybrid_dir = tmp_path_factory.mktemp("hybrid")
     hybrid = HybridModel(make_tiny_model(size, seed=1), make_projector("linear", 64, 64),
-                         HybridConfig(layers=2, hidden=64, heads=4, projector="linear"), {"target_hidden_size": 64, "target_vocab_size": size})
+                         HybridConfig(layers=2, hidden=64, heads=4, projector="linear", copy=False), {"target_hidden_size": 64, "target_vocab_size": size})
     hybrid.save(hybrid_dir, lm.tokenizer)
     return str(tiny_model_dir), str(hybrid_dir)
 

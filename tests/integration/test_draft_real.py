@@ -49,8 +49,13 @@ def test_draft_model_decoding_is_lossless_on_the_real_target(real_lm, snips):
 def test_hybrid_runs_on_the_real_target(real_lm, snips):
     _, valid = snips
     lm = real_lm
+    from tasc.copy_head import CopyHead, bare_token_ids
+
     decoder = build_draft_model(lm.model, DraftConfig()).eval()
-    hybrid = HybridModel(decoder, make_projector("mlp", lm.model.config.hidden_size, 256).eval(), HybridConfig())
+    bare = bare_token_ids(lm.tokenizer, len(lm.tokenizer))
+    assert bare[lm.tokenizer.convert_tokens_to_ids("Ġplaylist")] == lm.tokenizer.convert_tokens_to_ids("playlist")
+    hybrid = HybridModel(decoder, make_projector("mlp", lm.model.config.hidden_size, 256).eval(), HybridConfig(),
+                         copy_head=CopyHead(256, bare).eval())
     ids = lm.prompt_format.prompt_ids(lm.tokenizer, valid[0]["input"])
     result = hybrid.generate(lm.model, ids, max_new_tokens=16, eos_token_id=lm.eos_token_id)
     assert 1 <= len(result.tokens) <= 16 and result.decoder_passes == len(result.tokens)
