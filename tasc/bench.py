@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import torch
 
-from tasc.decode import DecodeConfig, GenerationResult, generate
+from tasc.decode import DecodeConfig, GenerationResult, generate, measure_verify_costs
 from tasc.drafts import CONTEXT, CORPUS, NoDraft, SpecConfig, build_corpus_index, make_drafter
 from tasc.model_drafts import AssistConfig
 from tasc.models import LoadedModel
@@ -30,6 +30,8 @@ MODEL_METHODS = ("draft-model", "draft-model-hf", "draft-model+tasc", "hybrid")
 # TASC-ft: the enriched fine-tuned model (`BenchConfig.ft_model`), greedy and with TASC-spec drafting.
 FT_METHODS = ("tasc-ft", "tasc-ft+spec")
 KNOWN_METHODS = DEFAULT_METHODS + ("tasc-corpus", "tasc-context") + MODEL_METHODS + FT_METHODS
+# Methods whose drafts come from a TascDrafter, and so are cut by a verify-cost curve.
+SPEC_METHODS = ("tasc-spec", "tasc-corpus", "tasc-context", "draft-model+tasc", "tasc-ft+spec")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class BenchConfig:
     hybrid_model: str | None = None  # hybrid directory (tasc train-hybrid) for the hybrid method
     ft_model: str | None = None  # enriched fine-tuned model directory for the tasc-ft methods
     assist: AssistConfig = field(default_factory=AssistConfig)  # draft-model drafting and mixing parameters
+    cost_curve: bool = True  # measure each model's verify-cost curve first; TASC chain drafts are cut by it
 
 
 @dataclass
@@ -220,7 +223,20 @@ def run_bench(
         ft_lm = load_model(config.ft_model, device=lm.device)
         ft_index = build_corpus_index(ft_lm.tokenizer, corpus_outputs, corpus_inputs, ft_lm.prompt_format) if "tasc-ft+spec" in methods else None
         model_of.update({m: ft_lm for m in methods if m in FT_METHODS})
-    runners = {m: method_runner(m, model_of[m], ft_index if m in FT_METHODS else corpus_index, config) for m in methods}
+    # Each model's verify-cost curve, measured before timing starts (a few seconds, reported).
+    t_curve = time.perf_counter()
+    configs = {m: config for m in methods}
+    curves: dict[str, tuple[float, ...]] = {}
+    if config.cost_curve and config.spec.max_branches == 0:  # tree drafts keep the token-cost rule
+        for m in methods:
+            if m in SPEC_METHODS:
+                x = model_of[m]
+                key = "ft" if m in FT_METHODS else "model"
+                if key not in curves:
+                    curves[key] = measure_verify_costs(x.model, x.prompt_format.prompt_ids(x.tokenizer, prompts[0]))
+                configs[m] = replace(config, spec=replace(config.spec, verify_costs=curves[key]))
+    curve_s = time.perf_counter() - t_curve
+    runners = {m: method_runner(m, model_of[m], ft_index if m in FT_METHODS else corpus_index, configs[m]) for m in methods}
     distinct = {id(x): x for x in model_of.values()}  # each model's prompts are tokenised once
     ids_by_model = {key: [x.prompt_format.prompt_ids(x.tokenizer, p) for p in prompts] for key, x in distinct.items()}
     prompt_ids = {m: ids_by_model[id(model_of[m])] for m in methods}
@@ -269,6 +285,8 @@ def run_bench(
         "spec": asdict(config.spec),  # the TASC-spec drafting parameters of this run
         "neighbour_index": bool(corpus_index is not None and corpus_index.neighbours is not None),
         "index_build_s": round(index_s, 3),
+        "verify_costs": {k: list(v) for k, v in curves.items()},  # per model: pass of n tokens / pass of 1
+        "cost_curve_s": round(curve_s, 2),
         "baseline_wall_s": baseline,
         "methods": figures,
         "answers": {m: texts[m][:5] for m in methods},

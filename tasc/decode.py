@@ -348,3 +348,41 @@ def generate(
     """Run `speculative_steps` to the end and collect the answer."""
     steps = list(speculative_steps(model, prompt_ids, drafter, config, eos_token_id))
     return GenerationResult([t for s in steps for t in s.tokens], steps)
+
+
+COST_WIDTHS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)  # pass widths timed; the others are interpolated
+
+
+@torch.inference_mode()
+def measure_verify_costs(model: Any, prompt_ids: Sequence[int], max_width: int = 33, reps: int = 5) -> tuple[float, ...]:
+    """Measured cost of a forward pass of n = 1..max_width tokens after a prompt, relative to one token.
+
+    On a CPU the curve is far from flat and not even monotonic: 2- and 3-token passes can cost more
+    than 4- or 5-token ones (BLAS picks poor kernels for 2-3-row products), so a drafter that knows
+    the curve chooses better draft lengths (`SpecConfig.verify_costs`). Each width's time is the
+    median of `reps` passes over the same cached prompt, which is cut back after every pass.
+    """
+    cache = _new_cache(model)
+    model(torch.tensor([list(prompt_ids)], device=model.device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+    start = cache.get_seq_length()
+    filler = (list(prompt_ids) * (max_width // max(len(prompt_ids), 1) + 1))[:max_width]
+    timed: dict[int, float] = {}
+    for width in [w for w in COST_WIDTHS if w <= max_width] + ([max_width] if max_width not in COST_WIDTHS else []):
+        times = []
+        for _ in range(reps + 1):  # the first pass of each width warms its kernels up and is dropped
+            t0 = time.perf_counter()
+            model(torch.tensor([filler[:width]], device=model.device), past_key_values=cache, use_cache=True)
+            if model.device.type == "cuda":
+                torch.cuda.synchronize()  # kernels run asynchronously: wait before reading the clock
+            times.append(time.perf_counter() - t0)
+            keep_cache_positions(cache, start, [])
+        timed[width] = sorted(times[1:])[len(times[1:]) // 2]
+    widths = sorted(timed)
+    costs = []
+    for n in range(1, max_width + 1):
+        lo = max(w for w in widths if w <= n)
+        hi = min(w for w in widths if w >= n)
+        t = timed[lo] if lo == hi else timed[lo] + (timed[hi] - timed[lo]) * (n - lo) / (hi - lo)
+        costs.append(round(t / timed[1], 3))
+    return tuple(costs)
+

@@ -158,6 +158,29 @@ class SpecConfig:
     neighbours: int = 8  # corpus rows with inputs like the prompt whose answers are a source (0: off)
     neighbour_window: int = 64  # the prompt's last tokens, where the task input is, that find them
     spelling: bool = True  # continue a copied prompt word across tokenisations (`tasc.spelling`; needs use_context)
+    # Measured cost of a verify pass of n tokens (index n - 1), relative to one token
+    # (`decode.measure_verify_costs`). When set, a chain draft is cut where expected tokens per unit
+    # of cost peak, instead of by `token_cost`.
+    verify_costs: tuple[float, ...] | None = None
+
+
+COST_FLOOR = 0.01  # with a verify-cost curve, chains grow while their survival chance beats this, then are cut
+
+
+def best_length(probs: Sequence[float], verify_costs: Sequence[float]) -> int:
+    """Draft tokens to keep: the k maximising expected tokens per pass (1 + survival sum) over the pass's cost.
+
+    `probs` are the chain's per-token acceptance estimates; a pass of k draft tokens verifies k + 1
+    tokens and costs `verify_costs[k]` (past the curve's end: its last value).
+    """
+    best_k, best_value, expected, survival = 0, 1.0 / verify_costs[0], 1.0, 1.0
+    for k, p in enumerate(probs, start=1):
+        survival *= p
+        expected += survival
+        cost = verify_costs[min(k, len(verify_costs) - 1)]
+        if expected / cost > best_value:
+            best_k, best_value = k, expected / cost
+    return best_k
 
 
 def _len_bucket(match_len: int) -> int:
@@ -311,7 +334,8 @@ class TascDrafter:
         self._depth.append(depth)
 
     def _extend(self, states: tuple[Any, ...], survival: float, max_len: int, draft: Draft,
-                cells: list[tuple[str, int, int]], parent: int, forks: list[tuple[float, int, int, Any]] | None) -> None:
+                cells: list[tuple[str, int, int]], parent: int, forks: list[tuple[float, int, int, Any]] | None,
+                floor: float | None = None) -> None:
         """Append a chain to `draft` below `parent` while its survival chance beats the verify cost.
 
         With `forks`, every runner-up guess met on the way is recorded as (value, depth, parent,
@@ -319,6 +343,7 @@ class TascDrafter:
         is the one the model writes (the path up to it survives, the chain's own guess there does not).
         """
         cfg = self.config
+        floor = cfg.token_cost if floor is None else floor
         depth = 0 if parent < 0 else self._depth[parent]
         for _ in range(max_len):
             guesses = self._guesses(states)
@@ -330,7 +355,7 @@ class TascDrafter:
                 if other.token == pred.token:
                     score = 1.0 - (1.0 - min(score, 1.0)) * (1.0 - min(other_score, 1.0))
             p = min(score, 0.999)
-            stop = survival * p < cfg.token_cost
+            stop = survival * p < floor
             if forks is not None:
                 runners = [g for g in guesses[1:] if g[2].token != pred.token]
                 if stop:  # the chain ends here: its own guess is a branch candidate like the others
@@ -356,7 +381,11 @@ class TascDrafter:
         cells: list[tuple[str, int, int]] = []
         self._depth = []
         forks: list[tuple[float, int, int, Any]] | None = [] if cfg.max_branches > 0 else None
-        self._extend(self._states, 1.0, limit, draft, cells, -1, forks)
+        by_cost = cfg.verify_costs is not None and forks is None
+        self._extend(self._states, 1.0, limit, draft, cells, -1, forks, COST_FLOOR if by_cost else cfg.token_cost)
+        if by_cost:
+            keep = best_length(draft.probs, cfg.verify_costs)
+            draft, cells, self._depth = draft.limit_depth(keep), cells[:keep], self._depth[:keep]
         seen = {(parent, token) for parent, token in zip(draft.parents or [], draft.tokens)}
         for value, depth, parent, (source, pred, states) in sorted(forks or [], key=lambda f: -f[0])[: cfg.max_branches]:
             if value < cfg.token_cost or depth >= limit or (parent, pred.token) in seen:

@@ -20,6 +20,8 @@ def test_bench_reports_every_method(tiny_lm, tmp_path):
         assert fig["forward_passes"] >= 1 and fig["wall_s"] > 0
         assert fig["speedup"] > 0 and "speedup_vs_pld" in fig
     assert figures["greedy-loop"]["mean_accepted"] == 1.0
+    curve = report["verify_costs"]["model"]  # measured before timing; the TASC methods' drafts were cut by it
+    assert len(curve) == 33 and curve[0] == 1.0 and report["cost_curve_s"] > 0
     assert max(figures["greedy"]["speedup"], figures["greedy-loop"]["speedup"]) == pytest.approx(1.0, abs=1e-3)
     table = format_table(report)
     assert "tasc-spec" in table and "identical" in table
@@ -38,6 +40,7 @@ def test_bench_with_neighbours_and_tree_drafts_stays_lossless(tiny_lm):
     assert report["neighbour_index"] and report["spec"]["max_branches"] == 2 and report["spec"]["neighbours"] == 8
     assert report["methods"]["tasc-spec"]["identical_to_greedy"] == 1.0
     assert not run_bench(tiny_lm, prompts, corpus, config)["neighbour_index"]  # outputs only: no neighbours
+    assert report["verify_costs"] == {}  # tree drafts keep the token-cost rule, so no curve is measured
 
 
 def test_bench_rejects_unknown_method_and_no_prompts(tiny_lm):

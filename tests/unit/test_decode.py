@@ -155,6 +155,36 @@ def test_tasc_drafter_is_lossless_on_random_corpora(models):
             assert result.tokens == reference
 
 
+def test_cost_cut_drafts_stay_lossless_and_the_curve_is_measured(models):
+    from tasc.decode import measure_verify_costs
+    from tasc.drafts import SpecConfig
+
+    model = models[0]
+    costs = measure_verify_costs(model, [3, 4, 5, 6], max_width=9, reps=2)
+    assert len(costs) == 9 and costs[0] == 1.0 and all(c > 0 for c in costs)
+    rng = random.Random(3)
+    prompts = [[rng.randrange(1, VOCAB) for _ in range(6)] for _ in range(4)]
+    corpus = [hf_greedy(model, p, 30) for p in prompts]
+    # A curve where 2-3 token passes are dear and 4-5 cheap (as measured on a 2-core CPU).
+    curve = (1.0, 1.6, 2.0, 1.5, 1.5, 1.7, 1.7, 1.7, 1.8)
+    drafter = TascDrafter(CorpusIndex(corpus, eos_id=EOS), SpecConfig(verify_costs=curve))
+    for prompt in prompts:
+        result = generate(model, prompt, drafter, DecodeConfig(max_new_tokens=30), eos_token_id=EOS)
+        assert result.tokens == hf_greedy(model, prompt, 30)
+        assert all(len(step.draft) != 1 for step in result.steps)  # a 2-token pass never beats a 4-token one here
+
+
+def test_best_length_weighs_expected_tokens_against_the_pass_cost():
+    from tasc.drafts import best_length
+
+    flat = (1.0,) * 10
+    assert best_length([0.9, 0.9, 0.9], flat) == 3  # free verification: keep everything
+    assert best_length([0.9, 0.9, 0.9], (1.0, 4.0, 4.0, 4.0)) == 0  # at most (1 + 2.44) / 4 < 1: no draft
+    assert best_length([0.9, 0.1, 0.1], (1.0, 1.5, 1.6, 1.7)) == 1  # 1.9 / 1.5 beats 1.99 / 1.6
+    assert best_length([0.5, 0.9, 0.9], (1.0, 2.0, 2.0, 1.5)) == 3  # a dear 2-token pass, a cheap 4-token one
+    assert best_length([], flat) == 0
+
+
 def test_steps_account_for_every_token(models):
     model = models[0]
     prompt = [3, 4, 5]
