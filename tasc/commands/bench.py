@@ -29,8 +29,8 @@ def register(subparsers: Any) -> None:
                    help="TASC-spec side branches per draft (default 0: chains; trees pay where extra verify tokens are cheap, e.g. GPUs)")
     p.add_argument("--neighbours", type=int, default=8,
                    help="corpus rows with inputs like each prompt whose answers TASC-spec also drafts from (default 8; 0: off)")
-    p.add_argument("--no-cost-curve", dest="cost_curve", action="store_false",
-                   help="do not measure the verify-cost curve first; TASC drafts then stop by a fixed per-token cost")
+    p.add_argument("--cost-curve", action="store_true",
+                   help="measure the verify-cost curve first and cut TASC drafts where tokens per unit of cost peak (default: a fixed per-token cost)")
     p.add_argument("--ft-model", metavar="DIR", help="enriched fine-tuned model (tasc enrich + finetune) for tasc-ft, tasc-ft+spec")
     add_split_options(p, (("--corpus-split", "part of --corpus to draft from (split by input)"),
                           ("--prompts-split", "part of --prompts to answer (split by input)")))

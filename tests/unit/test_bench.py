@@ -9,7 +9,8 @@ from tasc.plots import write_bench_html
 def test_bench_reports_every_method(tiny_lm, tmp_path):
     prompts = ["play some jazz", "weather in paris", "book a table", "play miles davis"]
     corpus = ['{"intent": "PlayMusic"}', '{"intent": "GetWeather"}'] * 5
-    config = BenchConfig(methods=("greedy", "greedy-loop", "pld", "tasc-spec", "tasc-context"), max_new_tokens=12, warmup=1)
+    config = BenchConfig(methods=("greedy", "greedy-loop", "pld", "tasc-spec", "tasc-context"), max_new_tokens=12, warmup=1,
+                         cost_curve=True)
     report = run_bench(tiny_lm, prompts, corpus, config)
     figures = report["methods"]
     assert set(figures) == {"greedy", "greedy-loop", "pld", "tasc-spec", "tasc-context"}
@@ -35,7 +36,8 @@ def test_bench_with_neighbours_and_tree_drafts_stays_lossless(tiny_lm):
     prompts = ["play some jazz", "weather in paris", "book a table"]
     inputs = ["play jazz now", "weather in rome", "book a table for two"] * 4
     corpus = ['{"intent": "PlayMusic"}', '{"intent": "GetWeather"}', '{"intent": "Book"}'] * 4
-    config = BenchConfig(methods=("greedy", "tasc-spec"), max_new_tokens=16, warmup=0, spec=SpecConfig(max_branches=2))
+    config = BenchConfig(methods=("greedy", "tasc-spec"), max_new_tokens=16, warmup=0, spec=SpecConfig(max_branches=2),
+                         cost_curve=True)
     report = run_bench(tiny_lm, prompts, corpus, config, corpus_inputs=inputs)
     assert report["neighbour_index"] and report["spec"]["max_branches"] == 2 and report["spec"]["neighbours"] == 8
     assert report["methods"]["tasc-spec"]["identical_to_greedy"] == 1.0
