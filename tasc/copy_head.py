@@ -10,8 +10,8 @@ path of its own (See et al., 2017, "Get To The Point"):
          + g_bare * sum over prompt positions i with bare(prompt[i]) == y of a_i
 
 where h is the decoder's last hidden state, a = softmax over prompt positions of
-(W_q h)·(W_k h_i) + f(h)·follows_i, and g = softmax(W_g h) chooses between writing from the vocabulary, copying a prompt token, and
-copying it without its leading space. The third channel exists because a value starts a JSON string
+(W_q h)·(W_k h_i) + f(h)·follows_i, and g = softmax(W_g h) chooses between writing from the
+vocabulary, copying a prompt token, and copying it without its leading space. The third channel exists because a value starts a JSON string
 (`": "classical`) while the same word inside the prompt carries a space (` classical`): byte-level
 BPE spells them with different ids.
 
@@ -24,6 +24,7 @@ copy that has begun continues along the prompt, and f(h) >= 0 learns when to tru
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -45,6 +46,24 @@ def bare_token_ids(tokenizer: Any, vocab_size: int) -> list[int]:
     return bare
 
 
+@dataclass
+class CopyPrompt:
+    """What the head reads of a prompt, computed once per answer (or per training batch).
+
+    Every field is (..., T): one entry per prompt position.
+    """
+
+    keys: Any  # (..., T, K) `CopyHead.key` of the decoder states
+    ids: Any  # the token ids
+    bare: Any  # each id's bare twin (NO_TOKEN: none)
+    prev: Any  # the id before each position (NO_TOKEN at the first)
+    bare_prev: Any  # the bare twin of `prev`
+
+    def rows(self, index: Any) -> "CopyPrompt":
+        """The prompts of these batch rows (one per predicted token in training)."""
+        return CopyPrompt(self.keys[index], self.ids[index], self.bare[index], self.prev[index], self.bare_prev[index])
+
+
 class CopyHead(nn.Module):
     """Query/key projections over decoder states, the three-way gate, and the bare-id table (a saved buffer)."""
 
@@ -64,63 +83,58 @@ class CopyHead(nn.Module):
         inside = ids < self.bare_ids.numel()
         return torch.where(inside, self.bare_ids[ids.clamp(max=self.bare_ids.numel() - 1)], NO_TOKEN)
 
-    def follows(self, last_ids: Any, prompt_prev_ids: Any) -> Any:
+    def prompt(self, prompt_hidden: Any, prompt_ids: Any) -> CopyPrompt:
+        """The per-prompt pieces of the head, from the decoder states (..., T, H) and ids (..., T) of prompts."""
+        prev = torch.cat([torch.full_like(prompt_ids[..., :1], NO_TOKEN), prompt_ids[..., :-1]], dim=-1)
+        return CopyPrompt(self.key(prompt_hidden), prompt_ids, self._bare(prompt_ids), prev, self._bare(prev))
+
+    def follows(self, last_ids: Any, prompt: CopyPrompt) -> Any:
         """1.0 where a prompt position's previous token is the last token written (as is, or spaced in the prompt)."""
         last = last_ids[..., None]
-        return ((prompt_prev_ids == last) | (self._bare(prompt_prev_ids) == last)).float()
+        return ((prompt.prev == last) | (prompt.bare_prev == last)).float()
 
     def _scores(self, hidden: Any, query_keys: Any, follows: Any) -> Any:
         """Attention logits over prompt positions: content match plus the continue-the-copy bonus."""
         bonus = torch.nn.functional.softplus(self.follow(hidden)).float()  # (..., 1)
         return query_keys.float() * self.scale + bonus * follows
 
-    def log_prob(self, hidden: Any, logits: Any, targets: Any, prompt_keys: Any, prompt_ids: Any, prompt_mask: Any,
-                 last_ids: Any, prompt_prev_ids: Any) -> Any:
+    def log_prob(self, hidden: Any, logits: Any, targets: Any, prompt: CopyPrompt, prompt_mask: Any, last_ids: Any) -> Any:
         """log p(target) under the mixture, for training; one row per predicted token.
 
         Args:
             hidden: (N, H) decoder states that predict `targets`.
             logits: (N, V) the LM head's logits at those states.
             targets: (N,) target ids.
-            prompt_keys: (N, T, K) `keys` of the states of each row's prompt positions.
-            prompt_ids: (N, T) those positions' token ids.
+            prompt: each row's prompt, (N, T) fields.
             prompt_mask: (N, T) True where copying is allowed (the prompt, not padding or the answer).
             last_ids: (N,) the token each row's state was computed on (the one just written).
-            prompt_prev_ids: (N, T) the token before each prompt position (NO_TOKEN for the first).
         Returns:
             (N,) log-probabilities.
         """
-        content = torch.einsum("nk,ntk->nt", self.query(hidden), prompt_keys)
-        scores = self._scores(hidden, content, self.follows(last_ids, prompt_prev_ids))
+        content = torch.einsum("nk,ntk->nt", self.query(hidden), prompt.keys)
+        scores = self._scores(hidden, content, self.follows(last_ids, prompt))
         attn = torch.softmax(scores.masked_fill(~prompt_mask, float("-inf")), -1)  # (N, T)
-        hit = (prompt_ids == targets[:, None]).float()  # (N, T)
-        hit_bare = (self._bare(prompt_ids) == targets[:, None]).float()
+        hit = (prompt.ids == targets[:, None]).float()  # (N, T)
+        hit_bare = (prompt.bare == targets[:, None]).float()
         log_gen = torch.log_softmax(logits.float(), -1).gather(-1, targets[:, None])[:, 0]  # (N,)
         log_copy = torch.log((attn * hit).sum(-1) + 1e-9)
         log_bare = torch.log((attn * hit_bare).sum(-1) + 1e-9)
         log_gates = torch.log_softmax(self.gate(hidden).float(), -1)  # (N, 3)
         return torch.logsumexp(log_gates + torch.stack([log_gen, log_copy, log_bare], -1), -1)
 
-    def probs(self, hidden: Any, logits: Any, prompt_keys: Any, prompt_ids: Any, last_id: int) -> Any:
+    def probs(self, hidden: Any, logits: Any, prompt: CopyPrompt, last_id: int) -> Any:
         """The mixture's distribution over the vocabulary at one decoding step.
 
         Args:
             hidden: (H,) the decoder's last state.
             logits: (V,) the LM head's logits there.
-            prompt_keys: (T, K) `keys` of the prompt's states, computed once per answer.
-            prompt_ids: (T,) the prompt's token ids.
+            prompt: the answer's prompt, (T,) fields, from `prompt` once per answer.
             last_id: the token just written (the last prompt token before the first answer token).
         """
         gates = torch.softmax(self.gate(hidden).float(), -1)  # (3,)
-        prev = torch.cat([prompt_ids.new_full((1,), NO_TOKEN), prompt_ids[:-1]])
-        follows = self.follows(prompt_ids.new_tensor(last_id), prev)
-        attn = torch.softmax(self._scores(hidden, prompt_keys @ self.query(hidden), follows), -1)  # (T,)
+        follows = self.follows(prompt.ids.new_tensor(last_id), prompt)
+        attn = torch.softmax(self._scores(hidden, prompt.keys @ self.query(hidden), follows), -1)  # (T,)
         p = torch.softmax(logits.float(), -1) * gates[0]
-        p = p.index_add(0, prompt_ids, attn * gates[1])
-        bare = self._bare(prompt_ids)
-        ok = bare != NO_TOKEN
-        return p.index_add(0, bare[ok], attn[ok] * gates[2])
-
-    def keys(self, prompt_hidden: Any) -> Any:
-        """(..., T, K) keys of prompt states."""
-        return self.key(prompt_hidden)
+        p = p.index_add(0, prompt.ids, attn * gates[1])
+        ok = prompt.bare != NO_TOKEN
+        return p.index_add(0, prompt.bare[ok], attn[ok] * gates[2])

@@ -29,6 +29,7 @@ CORPUS, CONTEXT, MODEL = "corpus", "context", "model"
 NEIGHBOURS = "neighbours"  # the corpus rows with inputs like the prompt; reported as "corpus"
 SPELLING = "spelling"  # prompt words copied in the answer's own tokens (`tasc.spelling`); reported as "context"
 SPELLING_TAIL = 8  # answer tokens whose text the spelling copy looks up
+REPORTED_AS = {NEIGHBOURS: CORPUS, SPELLING: CONTEXT}  # internal sources as a Step reports them
 
 
 @dataclass
@@ -327,7 +328,7 @@ class TascDrafter:
         """Append one token to the draft under construction."""
         source, pred = token_source
         draft.tokens.append(pred.token)
-        draft.sources.append(CORPUS if source == NEIGHBOURS else CONTEXT if source == SPELLING else source)
+        draft.sources.append(REPORTED_AS.get(source, source))
         draft.probs.append(p)
         draft.parents.append(parent)  # type: ignore[union-attr]
         cells.append(self.acceptance.cell(source, pred))

@@ -216,17 +216,13 @@ class HybridModel:
         inputs = tokens + self.projector(states.to(device)) * in_prompt  # (B, W, H_d), as `prefix` builds it
         if self.copy_head is None:
             return lm_loss(self.decoder, None, mask, labels, inputs_embeds=inputs)
-        from tasc.copy_head import NO_TOKEN
-
         hidden = self.decoder.model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state  # (B, W, H_d)
         targets = labels[:, 1:]  # (B, W-1): position t predicts labels[t + 1]
         keep = targets != IGNORE
         rows = torch.arange(len(batch), device=device)[:, None].expand_as(targets)[keep]  # (N,) batch row of each target
         h = hidden[:, :-1][keep]  # (N, H_d)
-        keys = self.copy_head.keys(hidden)  # (B, W, K)
-        prev = torch.cat([torch.full_like(ids[:, :1], NO_TOKEN), ids[:, :-1]], dim=1)  # (B, W) token before each position
-        log_p = self.copy_head.log_prob(h, self.decoder.lm_head(h), targets[keep], keys[rows], ids[rows], in_prompt[rows, :, 0] > 0,
-                                        ids[:, :-1][keep], prev[rows])
+        prompt = self.copy_head.prompt(hidden, ids).rows(rows)  # every position; the mask keeps the prompt's
+        log_p = self.copy_head.log_prob(h, self.decoder.lm_head(h), targets[keep], prompt, in_prompt[rows, :, 0] > 0, ids[:, :-1][keep])
         return -log_p.mean()
 
     def generate(self, target: Any, prompt_ids: Sequence[int], max_new_tokens: int = 128, eos_token_id: int | Sequence[int] | None = None) -> HybridResult:
@@ -245,13 +241,13 @@ class HybridModel:
             x = self.prefix(states[None], ids)  # (1, T, H_d)
             cache = DynamicCache(config=self.decoder.config)
             hidden = self.decoder.model(inputs_embeds=x, past_key_values=cache, use_cache=True).last_hidden_state[0]  # (T, H_d)
-            keys = self.copy_head.keys(hidden) if self.copy_head is not None else None  # (T, K)
+            prompt = self.copy_head.prompt(hidden, ids[0]) if self.copy_head is not None else None
             passes += 1
             while len(tokens) < max_new_tokens:
                 h = hidden[-1]
                 logits = self.decoder.lm_head(h)  # (V,)
                 last = tokens[-1] if tokens else int(prompt_ids[-1])
-                scores = logits if keys is None else self.copy_head.probs(h, logits, keys, ids[0], last)
+                scores = logits if prompt is None else self.copy_head.probs(h, logits, prompt, last)
                 token = int(scores.argmax())
                 tokens.append(token)
                 if token in eos or len(tokens) >= max_new_tokens:

@@ -200,5 +200,5 @@ def load_model(
         raise ModelError(f"could not load model {spec!r}: {str(exc).splitlines()[0]}") from exc
     model.to(device).eval()
     meta = read_meta(path) if Path(path).is_dir() else {}
-    fmt = PromptFormat.from_dict(meta["prompt_format"]) if "prompt_format" in meta else PromptFormat()
+    fmt = PromptFormat.from_meta(meta)
     return LoadedModel(model, tokenizer, device, spec, fmt.resolved(tokenizer), meta)

@@ -29,8 +29,8 @@ Example (characters as tokens, see tests/unit/test_ngrams.py):
 from __future__ import annotations
 
 import heapq
-import re
 import math
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field

@@ -85,6 +85,11 @@ class PromptFormat:
         return d
 
     @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "PromptFormat":
+        """The format a model's tasc.json stores, or the default when it stores none."""
+        return cls.from_dict(meta["prompt_format"]) if "prompt_format" in meta else cls()
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PromptFormat":
         """Inverse of `to_dict`; unknown keys are an error so typos do not pass silently."""
         known = {"style", "system", "template", "shots", "prompt_vocab_size"}

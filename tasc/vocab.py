@@ -346,7 +346,7 @@ def enrich(model: str, texts: Sequence[str] | Any, out_dir: str | Path, config: 
     meta = read_meta(path) if Path(path).is_dir() else {}
     meta.setdefault("base_model", model)
     # Prompts keep the base vocabulary: the added strings are answer n-grams (see PromptFormat).
-    fmt = PromptFormat.from_dict(meta["prompt_format"]) if "prompt_format" in meta else PromptFormat()
+    fmt = PromptFormat.from_meta(meta)
     meta["prompt_format"] = replace(fmt, prompt_vocab_size=base_size).to_dict()
     meta["enriched"] = {
         "base_model": model,
