@@ -7,6 +7,7 @@ import torch
 
 from tasc.decode import (
     DecodeConfig,
+    PrefixCache,
     accept_sampling,
     accept_sampling_tree,
     generate,
@@ -198,6 +199,50 @@ def test_steps_account_for_every_token(models):
         assert s.sources[: s.n_accepted] == ["corpus"] * s.n_accepted or "context" in s.sources
         assert s.elapsed_s >= s.forward_s >= 0
     assert sum(s.n_accepted for s in steps) >= len(answer) - 3  # its own answer is drafted whole
+
+
+class AnswerDrafter(ScriptedDrafter):
+    """Drafts the rest of a known answer whole, from the very first pass."""
+
+    def __init__(self, answer):
+        super().__init__(answer, "right", random.Random(0))
+
+    def propose(self, max_len):
+        tokens = self.answer[self.pos : self.pos + max_len]
+        return Draft(tokens, ["corpus"] * len(tokens), [0.9] * len(tokens))
+
+
+def test_the_prompt_pass_verifies_a_draft_of_the_answer_start(models):
+    """The first pass runs the prompt and the draft together: a right draft of the whole answer takes one pass."""
+    model = models[0]
+    prompt = [3, 4, 5, 6]
+    answer = hf_greedy(model, prompt, 20)
+    steps = list(speculative_steps(model, prompt, AnswerDrafter(answer), DecodeConfig(max_new_tokens=20), eos_token_id=EOS))
+    assert len(steps) == 1 and steps[0].tokens == answer
+    assert steps[0].n_accepted == len(answer) - 1  # the model adds the last token itself
+    wrong = [(t + 1) % VOCAB for t in answer]
+    result = generate(model, prompt, AnswerDrafter(wrong), DecodeConfig(max_new_tokens=20), eos_token_id=EOS)
+    assert result.tokens == answer and result.steps[0].n_accepted == 0  # a wrong start is rejected, not emitted
+
+
+def test_prefix_cache_gives_the_same_answers_and_is_not_changed_by_them(models):
+    rng = random.Random(5)
+    model = models[2]
+    shared = [11, 12, 13, 14, 15, 16]
+    prefix = PrefixCache(model, shared)
+    length = prefix.cache.get_seq_length()
+    for case in range(12):
+        prompt = shared + [rng.randrange(1, VOCAB) for _ in range(rng.randrange(1, 8))]
+        drafter = ScriptedDrafter(hf_greedy(model, prompt, 60), "mixed", rng) if case % 2 else None
+        result = generate(model, prompt, drafter, DecodeConfig(max_new_tokens=24), EOS, prefix)
+        assert result.tokens == hf_greedy(model, prompt, 24), case
+        assert prefix.cache.get_seq_length() == length  # every answer works on its own fork
+    assert prefix.covers(shared + [1]) == len(shared)
+    assert prefix.covers(shared) == 0  # one prompt token must stay to give the first answer token's logits
+    assert prefix.covers([11, 12, 99, 14, 15, 16, 1]) == 0  # not a prefix of this prompt
+    assert PrefixCache(model, []).covers([1, 2]) == 0
+    other = [20, 21, 22]  # a prompt it does not cover is prefilled whole
+    assert generate(model, other, None, DecodeConfig(max_new_tokens=10), EOS, prefix).tokens == hf_greedy(model, other, 10)
 
 
 def test_cache_rollback_matches_a_fresh_prefill(models):
