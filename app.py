@@ -525,7 +525,7 @@ def hybrid_steps(hybrid: Any, lm: Any, prompt_ids: list[int], max_new_tokens: in
     yield Step(r.tokens, 0, [MODEL] * len(r.tokens), [], 0.0, r.wall_s, r.wall_s, True)
 
 
-def _right_stream(session, drafter_name: str, lm: Any, prompt_ids: list[int], config: Any) -> Iterator[Any]:
+def _right_stream(session, drafter_name: str, lm: Any, prompt_ids: list[int], config: Any, prefix: Any = None) -> Iterator[Any]:
     """The right pane's Step stream for a method's drafter (or the hybrid)."""
     from tasc.decode import speculative_steps
     from tasc.drafts import make_drafter
@@ -548,7 +548,7 @@ def _right_stream(session, drafter_name: str, lm: Any, prompt_ids: list[int], co
     else:
         drafter = make_drafter(drafter_name, lm.tokenizer,
                                corpus_index_for(session, lm) if drafter_name == "tasc-spec" else None)
-    return speculative_steps(lm.model, prompt_ids, drafter, config, lm.eos_token_id)
+    return speculative_steps(lm.model, prompt_ids, drafter, config, lm.eos_token_id, prefix)
 
 
 def corpus_index_for(session, lm):
@@ -562,12 +562,24 @@ def corpus_index_for(session, lm):
         return session.cache[key]
 
 
-def _prompt_ids(session, lm, prompt: str, shots: int) -> list[int]:
-    """Prompt ids for a model: a fine-tuned model uses its stored format; the base model may get examples."""
+def _prompt_format(session, lm, shots: int) -> Any:
+    """A model's prompt format: a fine-tuned model uses its stored one; the base model may get examples."""
     fmt = lm.prompt_format
     if shots and "finetune" not in lm.meta and session.train is not None and session.train.inputs is not None:
         fmt = fmt.with_shots(session.train.pairs()[:shots])
-    return fmt.prompt_ids(lm.tokenizer, prompt)
+    return fmt
+
+
+def _prompt_ids(session, lm, prompt: str, shots: int) -> list[int]:
+    """Prompt ids for a model in its format (`_prompt_format`)."""
+    return _prompt_format(session, lm, shots).prompt_ids(lm.tokenizer, prompt)
+
+
+def _prefix(session, lm, shots: int) -> Any:
+    """The model's cached states of what every prompt in its format starts with (system turn, examples)."""
+    from tasc.decode import shared_prefix_cache
+
+    return shared_prefix_cache(lm.model, _prompt_format(session, lm, shots).shared_prefix_ids(lm.tokenizer))
 
 
 def _lane_stats(lane, seconds_label: str = "s") -> str:
@@ -635,10 +647,12 @@ def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: fl
         chosen = models.get(ft_model) or list(models.values())[-1]
         right_lm = pool().get(str(chosen.path))
     config = DecodeConfig(max_new_tokens=max_new)
-    streams = [speculative_steps(base.model, _prompt_ids(session, base, prompt, int(shots)), None, config, base.eos_token_id),
-               # the hybrid learnt the prompt format without examples: show it none
-               _right_stream(session, drafter_name, right_lm,
-                             _prompt_ids(session, right_lm, prompt, 0 if drafter_name == "hybrid" else int(shots)), config)]
+    right_shots = 0 if drafter_name == "hybrid" else int(shots)  # the hybrid learnt the prompt format without examples
+    # Both panes reuse their model's cached prompt prefix (system turn, examples): the race stays fair.
+    streams = [speculative_steps(base.model, _prompt_ids(session, base, prompt, int(shots)), None, config, base.eos_token_id,
+                                 _prefix(session, base, int(shots))),
+               _right_stream(session, drafter_name, right_lm, _prompt_ids(session, right_lm, prompt, right_shots), config,
+                             _prefix(session, right_lm, right_shots))]
     if which == "ft":
         lossless, why = False, "The right pane runs the **fine-tuned** model, a different model"
     elif drafter_name == "hybrid":

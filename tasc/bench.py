@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from tasc.decode import DecodeConfig, GenerationResult, generate, measure_verify_costs
+from tasc.decode import DecodeConfig, GenerationResult, PrefixCache, generate, measure_verify_costs
 from tasc.drafts import CONTEXT, CORPUS, NoDraft, SpecConfig, build_corpus_index, make_drafter
 from tasc.model_drafts import AssistConfig
 from tasc.models import LoadedModel
@@ -51,6 +51,9 @@ class BenchConfig:
     # Measure each model's verify-cost curve first and cut TASC chain drafts by it. Off by default: on 50
     # SNIPS prompts it lost 5% (a gain of 1-4% on 20 was noise), see README.
     cost_curve: bool = False
+    # Cache the states of the prefix all prompts share (system turn, template) once per model, for every
+    # method this module drives (greedy and pld through generate, our loop); not the trained-model methods.
+    prefix_cache: bool = True
 
 
 @dataclass
@@ -86,13 +89,15 @@ def _strip_eos(tokens: list[int], eos: int | None) -> list[int]:
     return tokens[:-1] if tokens and tokens[-1] == eos else tokens
 
 
-def _run_hf(lm: LoadedModel, prompt_ids: list[int], config: BenchConfig, pld: bool) -> MethodRun:
+def _run_hf(lm: LoadedModel, prompt_ids: list[int], config: BenchConfig, pld: bool, prefix: PrefixCache | None = None) -> MethodRun:
     """transformers generate: greedy, or prompt lookup decoding."""
     counter = ForwardCounter(lm.model)
     extra = {"prompt_lookup_num_tokens": config.pld_tokens, "max_matching_ngram_size": config.pld_ngram} if pld else {}
     ids = torch.tensor([prompt_ids], device=lm.device)
     try:
         t0 = time.perf_counter()
+        if prefix is not None and prefix.covers(prompt_ids):
+            extra["past_key_values"] = prefix.fork()  # generate runs only the uncached prompt tokens
         with torch.inference_mode():
             out = lm.model.generate(
                 ids,
@@ -110,10 +115,10 @@ def _run_hf(lm: LoadedModel, prompt_ids: list[int], config: BenchConfig, pld: bo
     return MethodRun(tokens, wall, counter.calls)
 
 
-def _run_loop(lm: LoadedModel, prompt_ids: list[int], drafter: Any, config: BenchConfig) -> MethodRun:
+def _run_loop(lm: LoadedModel, prompt_ids: list[int], drafter: Any, config: BenchConfig, prefix: PrefixCache | None = None) -> MethodRun:
     """Our verify loop with a drafter (NoDraft = our plain greedy loop)."""
     t0 = time.perf_counter()
-    result: GenerationResult = generate(lm.model, prompt_ids, drafter, DecodeConfig(config.max_new_tokens), lm.eos_token_id)
+    result: GenerationResult = generate(lm.model, prompt_ids, drafter, DecodeConfig(config.max_new_tokens), lm.eos_token_id, prefix)
     wall = time.perf_counter() - t0
     by_source = {CORPUS: 0, CONTEXT: 0}
     for step in result.steps:
@@ -125,23 +130,23 @@ def _run_loop(lm: LoadedModel, prompt_ids: list[int], drafter: Any, config: Benc
 
 
 def method_runner(
-    method: str, lm: LoadedModel, corpus_index: CorpusIndex | None, config: BenchConfig
+    method: str, lm: LoadedModel, corpus_index: CorpusIndex | None, config: BenchConfig, prefix: PrefixCache | None = None
 ) -> Callable[[list[int]], MethodRun]:
-    """A function that answers one prompt with `method`."""
+    """A function that answers one prompt with `method` (`prefix`: the model's shared-prompt cache, if any)."""
     if method == "greedy":
-        return lambda ids: _run_hf(lm, ids, config, pld=False)
+        return lambda ids: _run_hf(lm, ids, config, pld=False, prefix=prefix)
     if method == "pld":
-        return lambda ids: _run_hf(lm, ids, config, pld=True)
+        return lambda ids: _run_hf(lm, ids, config, pld=True, prefix=prefix)
     if method == "greedy-loop":
-        return lambda ids: _run_loop(lm, ids, NoDraft(), config)
+        return lambda ids: _run_loop(lm, ids, NoDraft(), config, prefix)
     if method in ("tasc-spec", "tasc-corpus", "tasc-context"):
         keys = normalised_keys(lm.tokenizer) if config.spec.normalise_context else None
         drafter = make_drafter(method, lm.tokenizer, corpus_index, config.spec, keys)
         # One drafter per method for the whole run: its acceptance statistics keep learning.
-        return lambda ids: _run_loop(lm, ids, drafter, config)
+        return lambda ids: _run_loop(lm, ids, drafter, config, prefix)
     if method in FT_METHODS:  # `lm` and `corpus_index` are the enriched model's here
         drafter = make_drafter("tasc-spec", lm.tokenizer, corpus_index, config.spec) if method == "tasc-ft+spec" else NoDraft()
-        return lambda ids: _run_loop(lm, ids, drafter, config)
+        return lambda ids: _run_loop(lm, ids, drafter, config, prefix)
     if method in MODEL_METHODS:
         from tasc.bench_models import model_method_runner
 
@@ -238,8 +243,10 @@ def run_bench(
                     curves[key] = measure_verify_costs(x.model, x.prompt_format.prompt_ids(x.tokenizer, prompts[0]))
                 configs[m] = replace(config, spec=replace(config.spec, verify_costs=curves[key]))
     curve_s = time.perf_counter() - t_curve
-    runners = {m: method_runner(m, model_of[m], ft_index if m in FT_METHODS else corpus_index, configs[m]) for m in methods}
     distinct = {id(x): x for x in model_of.values()}  # each model's prompts are tokenised once
+    prefixes = {key: PrefixCache(x.model, x.prompt_format.shared_prefix_ids(x.tokenizer)) for key, x in distinct.items()} if config.prefix_cache else {}
+    runners = {m: method_runner(m, model_of[m], ft_index if m in FT_METHODS else corpus_index, configs[m], prefixes.get(id(model_of[m])))
+               for m in methods}
     ids_by_model = {key: [x.prompt_format.prompt_ids(x.tokenizer, p) for p in prompts] for key, x in distinct.items()}
     prompt_ids = {m: ids_by_model[id(model_of[m])] for m in methods}
 
@@ -289,6 +296,8 @@ def run_bench(
         "index_build_s": round(index_s, 3),
         "verify_costs": {k: list(v) for k, v in curves.items()},  # per model: pass of n tokens / pass of 1
         "cost_curve_s": round(curve_s, 2),
+        # Per model: prompt tokens whose states were cached once (0 or absent: every prompt prefilled whole).
+        "prefix_cache_tokens": {"model" if distinct[key] is lm else "ft": len(p.ids) for key, p in prefixes.items()},
         "baseline_wall_s": baseline,
         "methods": figures,
         "answers": {m: texts[m][:5] for m in methods},

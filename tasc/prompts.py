@@ -78,6 +78,18 @@ class PromptFormat:
             return [e.ids for e in encoded]
         return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
+    def shared_prefix_ids(self, tokenizer: Any) -> list[int]:
+        """The token ids every prompt of this format starts with (system turn, shots, template head).
+
+        Found as the common start of prompts for unlike probe inputs, so a template whose last token
+        merges with the input's first (no space, BPE) loses that token from the prefix, never gains a wrong one.
+        """
+        probes = [self.prompt_ids(tokenizer, text) for text in ("x", "7 Q", "\u00e9t\u00e9 ?")]
+        n = 0
+        while all(len(p) > n for p in probes) and len({p[n] for p in probes}) == 1:
+            n += 1
+        return probes[0][:n]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as stored in tasc.json."""
         d = asdict(self)

@@ -31,6 +31,8 @@ def register(subparsers: Any) -> None:
                    help="corpus rows with inputs like each prompt whose answers TASC-spec also drafts from (default 8; 0: off)")
     p.add_argument("--cost-curve", action="store_true",
                    help="measure the verify-cost curve first and cut TASC drafts where tokens per unit of cost peak (default: a fixed per-token cost)")
+    p.add_argument("--no-prefix-cache", dest="prefix_cache", action="store_false",
+                   help="prefill every prompt whole (default: the prefix all prompts share is run once per model and its cache reused)")
     p.add_argument("--ft-model", metavar="DIR", help="enriched fine-tuned model (tasc enrich + finetune) for tasc-ft, tasc-ft+spec")
     add_split_options(p, (("--corpus-split", "part of --corpus to draft from (split by input)"),
                           ("--prompts-split", "part of --prompts to answer (split by input)")))
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     config = BenchConfig(methods=methods, max_new_tokens=args.max_new_tokens, warmup=args.warmup,
                          draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model,
-                         cost_curve=args.cost_curve, spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours))
+                         cost_curve=args.cost_curve, prefix_cache=args.prefix_cache, spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours))
 
     on_progress, close = progress_bar("bench")
     try:

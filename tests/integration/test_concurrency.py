@@ -34,13 +34,16 @@ def rss_mb() -> float:
 
 
 def live_caches() -> int:
-    """KV caches alive in this process."""
+    """KV caches alive in this process, other than the models' shared prompt-prefix caches (one per model and format)."""
     from transformers import DynamicCache
 
+    from tasc.decode import _SHARED_PREFIXES
+
     gc.collect()
+    shared = {id(p.cache) for caches in _SHARED_PREFIXES.values() for p in caches.values()}
     with warnings.catch_warnings():  # isinstance on every object pokes deprecated torch module attributes
         warnings.simplefilter("ignore")
-        return sum(isinstance(o, DynamicCache) for o in gc.get_objects())
+        return sum(isinstance(o, DynamicCache) and id(o) not in shared for o in gc.get_objects())
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,5 +1,7 @@
 """The benchmark harness on a tiny model: every method answers, figures add up, greedy methods agree."""
 
+from dataclasses import replace
+
 import pytest
 
 from tasc.bench import BenchConfig, format_table, overlap_warning, run_bench
@@ -21,6 +23,7 @@ def test_bench_reports_every_method(tiny_lm, tmp_path):
         assert fig["forward_passes"] >= 1 and fig["wall_s"] > 0
         assert fig["speedup"] > 0 and "speedup_vs_pld" in fig
     assert figures["greedy-loop"]["mean_accepted"] == 1.0
+    assert report["prefix_cache_tokens"]["model"] > 0  # the shared system line and "Input:" were run once
     curve = report["verify_costs"]["model"]  # measured before timing; the TASC methods' drafts were cut by it
     assert len(curve) == 33 and curve[0] == 1.0 and report["cost_curve_s"] > 0
     assert max(figures["greedy"]["speedup"], figures["greedy-loop"]["speedup"]) == pytest.approx(1.0, abs=1e-3)
@@ -41,7 +44,9 @@ def test_bench_with_neighbours_and_tree_drafts_stays_lossless(tiny_lm):
     report = run_bench(tiny_lm, prompts, corpus, config, corpus_inputs=inputs)
     assert report["neighbour_index"] and report["spec"]["max_branches"] == 2 and report["spec"]["neighbours"] == 8
     assert report["methods"]["tasc-spec"]["identical_to_greedy"] == 1.0
-    assert not run_bench(tiny_lm, prompts, corpus, config)["neighbour_index"]  # outputs only: no neighbours
+    whole = run_bench(tiny_lm, prompts, corpus, replace(config, prefix_cache=False))  # outputs only: no neighbours
+    assert not whole["neighbour_index"] and whole["prefix_cache_tokens"] == {}
+    assert whole["answers"]["greedy"] == report["answers"]["greedy"]  # the cached prefix changes no answer
     assert report["verify_costs"] == {}  # tree drafts keep the token-cost rule, so no curve is measured
 
 

@@ -14,6 +14,16 @@ def test_tiny_model_loads_with_plain_prompt(tiny_lm):
     assert tiny_lm.tokenizer.decode(ids).endswith("Output: ")
 
 
+@pytest.mark.parametrize("fmt", [PromptFormat(), PromptFormat(system=None, template="Q: {input} ?", shots=(("a b", "c"),))])
+def test_shared_prefix_starts_every_prompt_and_stops_before_the_input(tiny_lm, fmt):
+    prefix = fmt.shared_prefix_ids(tiny_lm.tokenizer)
+    assert prefix
+    for text in ("play jazz", "Q", "7", "été", ""):
+        ids = fmt.prompt_ids(tiny_lm.tokenizer, text)
+        assert ids[: len(prefix)] == prefix
+    assert "jazz" not in tiny_lm.tokenizer.decode(prefix)
+
+
 def test_prompt_format_round_trips_through_meta(tmp_path):
     fmt = PromptFormat(style="plain", system=None, template="Q: {input}", shots=(("a", "b"),))
     write_meta(tmp_path, {"prompt_format": fmt.to_dict()})
