@@ -145,6 +145,42 @@ def build_draft_model(target: Any, config: DraftConfig) -> Any:
     return draft
 
 
+def spread_layers(total: int, keep: int) -> list[int]:
+    """`keep` block indices spread evenly over `total`, the first and the last included."""
+    if not 1 <= keep <= total:
+        raise ValueError(f"keep must be between 1 and {total} blocks, got {keep}")
+    if keep == 1:
+        return [total - 1]
+    return sorted({round(i * (total - 1) / (keep - 1)) for i in range(keep)})
+
+
+def slice_target(target: Any, keep: int) -> Any:
+    """A copy of the target with only `keep` of its blocks (spread evenly, first and last kept).
+
+    A decoder cut from the target starts with its embeddings, its final norm and blocks that already
+    read and write this vocabulary, where a fresh small decoder must learn language from the corpus
+    alone. Works for models whose blocks are `model.model.layers` (Llama, Qwen, Mistral, SmolLM...).
+    """
+    import copy
+
+    from torch import nn
+
+    blocks = getattr(getattr(target, "model", None), "layers", None)
+    if not isinstance(blocks, nn.ModuleList):
+        raise ModelError(f"cannot cut blocks from a {type(target).__name__}: it has no model.layers list")
+    chosen = spread_layers(len(blocks), keep)
+    sliced = copy.deepcopy(target)
+    sliced.model.layers = nn.ModuleList(sliced.model.layers[i] for i in chosen)
+    for new_index, block in enumerate(sliced.model.layers):
+        attention = getattr(block, "self_attn", None)
+        if attention is not None and hasattr(attention, "layer_idx"):
+            attention.layer_idx = new_index  # the KV cache is indexed by position in the stack
+    sliced.config.num_hidden_layers = len(chosen)
+    if getattr(sliced.config, "layer_types", None):
+        sliced.config.layer_types = [sliced.config.layer_types[i] for i in chosen]
+    return sliced
+
+
 def lm_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any, inputs_embeds: Any = None) -> Any:
     """Next-token cross-entropy, with the LM head applied only where a label exists.
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tasc.corpus import Corpus
-from tasc.draft_model import DraftConfig, build_draft_model, lm_loss, load_draft_model
+from tasc.draft_model import DraftConfig, build_draft_model, lm_loss, load_draft_model, slice_target
 from tasc.errors import CorpusError, ModelError
 from tasc.models import LoadedModel, load_model, publish_dir, read_meta, write_meta
 from tasc.progress import Progress, ProgressFn, check_cancel
@@ -64,6 +64,7 @@ class HybridConfig:
     copy: bool = True  # a pointer-generator copy head over the prompt tokens (hybrids saved before it: False)
     encoder_layer: int | None = None  # target states after this many blocks; None: the last (after the final norm)
     decoder_init: str | None = None  # a draft model directory to start the decoder from (None: fresh, PCA embeddings)
+    target_blocks: int = 0  # > 0: the decoder is this many of the target's own blocks (spread evenly), embeddings frozen
     max_inputs: int = 1000  # distinct training inputs the target encodes (once, kept in memory: ~0.1 s each on CPU)
     steps: int = 300  # optimiser steps (~1-2 s each on 2 CPU cores)
     batch_size: int = 16  # examples per step
@@ -87,6 +88,10 @@ class HybridConfig:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if self.target_blocks < 0:
+            raise ValueError(f"target_blocks must be >= 0, got {self.target_blocks}")
+        if self.target_blocks and self.decoder_init:
+            raise ValueError("choose one decoder start: target_blocks (cut from the target) or decoder_init (a draft model)")
         if self.encoder_layer is not None and self.encoder_layer < 1:
             raise ValueError(f"encoder_layer must be at least 1 (blocks of the target), got {self.encoder_layer}")
 
@@ -376,9 +381,17 @@ def train_hybrid(
     (out_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
 
-    # 1. The decoder (fresh with PCA embeddings, or a trained draft model) and the projector.
+    # 1. The decoder (fresh with PCA embeddings, a trained draft model, or blocks cut from the target) and the projector.
     torch.manual_seed(config.seed)
-    if config.decoder_init:
+    if config.target_blocks:
+        if config.target_blocks > blocks:
+            raise ValueError(f"target_blocks {config.target_blocks} is more than the target's {blocks} blocks")
+        decoder = slice_target(lm.model, config.target_blocks).requires_grad_(True)
+        # The target's embeddings (and tied LM head) already fit this vocabulary: frozen, they keep the
+        # vocabulary logits on the scale the copy head mixes with, and skip a vocab x hidden gradient.
+        decoder.get_input_embeddings().requires_grad_(False)
+        decoder.get_output_embeddings().requires_grad_(False)
+    elif config.decoder_init:
         decoder = load_draft_model(config.decoder_init, lm)
     else:
         shape = DraftConfig(layers=config.layers, hidden=config.hidden, heads=config.heads, intermediate=config.intermediate, seed=config.seed)
@@ -422,7 +435,7 @@ def train_hybrid(
         "steps": result["steps"], "train_wall_s": result["wall_s"], "encode_wall_s": round(encode_s, 1),
         "final_loss": result["final_loss"], "wall_s": round(time.perf_counter() - t0, 1),
         "inputs": len(prompts), "examples": len(examples), "device": lm.device, "corpus": corpus.source,
-        "parameters": sum(p.numel() for p in hybrid.module.parameters()),
+        "parameters": sum(p.numel() for p in hybrid.module.parameters() if p.requires_grad),
     }
     hybrid.meta["training"] = training
     hybrid.save(out_dir, lm.tokenizer)

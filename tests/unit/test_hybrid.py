@@ -11,12 +11,12 @@ from safetensors.torch import load_file
 import tasc.hybrid as hybrid_module
 from tasc.cli import main
 from tasc.corpus import load_corpus
-from tasc.draft_model import DraftConfig, build_draft_model, train_draft
+from tasc.draft_model import DraftConfig, build_draft_model, slice_target, spread_layers, train_draft
 from tasc.errors import Cancelled, ModelError
 from tasc.hybrid import HybridConfig, HybridModel, encode, make_projector, train_hybrid
 from tasc.models import load_model, read_meta, write_meta
 from tasc.train_loop import LoopConfig, train_loop
-from tests.tiny import save_tiny
+from tests.tiny import make_tiny_model, save_tiny
 
 TINY = dict(layers=1, hidden=32, heads=2, steps=8, batch_size=4, save_every=2)
 
@@ -222,3 +222,43 @@ def test_the_copy_head_copies_words_it_never_saw_in_an_answer(tmp_path, copy_lm,
         again = HybridModel.load(tmp_path / "saved", lm)
         p, a = example(WORDS[0])
         assert again.generate(lm.model, p, 8, lm.eos_token_id).tokens == model.generate(lm.model, p, 8, lm.eos_token_id).tokens == a
+
+
+@pytest.mark.parametrize("total,keep,expected", [(30, 6, [0, 6, 12, 17, 23, 29]), (30, 1, [29]), (4, 4, [0, 1, 2, 3]), (5, 2, [0, 4])])
+def test_spread_layers_keeps_the_first_and_last_blocks(total, keep, expected):
+    assert spread_layers(total, keep) == expected
+
+
+def test_a_decoder_cut_from_the_target_runs_with_its_kv_cache():
+    """Blocks are renumbered for the cache: greedy with the cache equals the full recomputation; all blocks = the target."""
+    target = make_tiny_model(64, seed=4, layers=5, hidden=32)
+    whole = slice_target(target, 5)
+    ids = torch.tensor([[5, 9, 13, 2]])
+    with torch.no_grad():
+        assert torch.allclose(whole(ids).logits, target(ids).logits, atol=1e-6)
+        cut = slice_target(target, 2)
+        assert cut.config.num_hidden_layers == 2 and target.config.num_hidden_layers == 5
+        assert [b.self_attn.layer_idx for b in cut.model.layers] == [0, 1]
+        assert torch.equal(cut.model.layers[1].mlp.down_proj.weight, target.model.layers[4].mlp.down_proj.weight)
+        cached = cut.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=None)[0, 4:].tolist()
+        out = ids
+        for _ in range(8):  # no cache: every pass recomputes the whole sequence
+            out = torch.cat([out, cut(out, use_cache=False).logits[:, -1:].argmax(-1)], dim=1)
+    assert cached == out[0, 4:].tolist()
+    with pytest.raises(ValueError, match="between 1 and 5"):
+        slice_target(target, 6)
+
+
+def test_train_hybrid_with_target_blocks_freezes_the_embeddings(tmp_path, tiny_model_dir, corpus_file, tiny_lm):
+    config = HybridConfig(**{**TINY, "target_blocks": 1})
+    result = train_hybrid(str(tiny_model_dir), load_corpus(corpus_file), tmp_path / "hybrid", config, device="cpu")
+    assert result["losses"][-1][1] < result["losses"][0][1]
+    model = HybridModel.load(tmp_path / "hybrid", tiny_lm)
+    assert model.decoder.config.num_hidden_layers == 1 and model.decoder.config.hidden_size == tiny_lm.model.config.hidden_size
+    assert torch.equal(model.decoder.get_input_embeddings().weight, tiny_lm.model.get_input_embeddings().weight)  # frozen
+    trainable = sum(p.numel() for p in model.module.parameters()) - model.decoder.get_input_embeddings().weight.numel()
+    assert result["parameters"] == trainable  # the frozen embeddings are not counted as trained
+    ids = tiny_lm.prompt_format.prompt_ids(tiny_lm.tokenizer, "play rock by bob")
+    assert 1 <= len(model.generate(tiny_lm.model, ids, 12, tiny_lm.eos_token_id).tokens) <= 12
+    with pytest.raises(ValueError, match="choose one decoder start"):
+        HybridConfig(target_blocks=2, decoder_init="x").check()
