@@ -24,12 +24,14 @@ from typing import Any, Callable, Collection, Protocol, Sequence
 from tasc.ngram_index import CorpusIndex, ContextIndex, NeighbourIndex, Prediction, normalised_keys
 from tasc.prompts import PromptFormat
 from tasc.spelling import SpellingCopy, spelling_copy_for
+from tasc.value_copy import WORD, NextValueCopy, ValueStarts, next_value_copy_for
 
 CORPUS, CONTEXT, MODEL = "corpus", "context", "model"
 NEIGHBOURS = "neighbours"  # the corpus rows with inputs like the prompt; reported as "corpus"
 SPELLING = "spelling"  # prompt words copied in the answer's own tokens (`tasc.spelling`); reported as "context"
+VALUE = "value"  # the prompt word a JSON value starts with (`tasc.value_copy`); reported as "context"
 SPELLING_TAIL = 8  # answer tokens whose text the spelling copy looks up
-REPORTED_AS = {NEIGHBOURS: CORPUS, SPELLING: CONTEXT}  # internal sources as a Step reports them
+REPORTED_AS = {NEIGHBOURS: CORPUS, SPELLING: CONTEXT, VALUE: CONTEXT}  # internal sources as a Step reports them
 
 
 @dataclass
@@ -159,6 +161,7 @@ class SpecConfig:
     neighbours: int = 8  # corpus rows with inputs like the prompt whose answers are a source (0: off)
     neighbour_window: int = 64  # the prompt's last tokens, where the task input is, that find them
     spelling: bool = True  # continue a copied prompt word across tokenisations (`tasc.spelling`; needs use_context)
+    value_starts: bool = True  # guess the prompt word a JSON value starts with (`tasc.value_copy`; needs use_context, corpus inputs)
     # Measured cost of a verify pass of n tokens (index n - 1), relative to one token
     # (`decode.measure_verify_costs`). When set, a chain draft is cut where expected tokens per unit
     # of cost peak, instead of by `token_cost`.
@@ -196,6 +199,8 @@ def _share_bucket(share: float) -> int:
 
 def prior_acceptance(source: str, pred: Prediction) -> float:
     """Acceptance chance assumed before any observation, from match length and share."""
+    if source == VALUE:
+        return pred.share  # the corpus's rate of this word starting a value
     reliability = 1.0 - 0.5 ** pred.match_len  # 0.5, 0.75, 0.88, ... longer matches agree more
     if source in (CONTEXT, SPELLING):
         return 0.2 + 0.6 * reliability
@@ -255,6 +260,7 @@ class TascDrafter:
         context_keys: Sequence[int] | None = None,
         stop_ids: Collection[int] | None = None,
         spelling: SpellingCopy | None = None,
+        values: NextValueCopy | None = None,
     ) -> None:
         self.config = config or SpecConfig()
         if stop_ids is None:
@@ -266,6 +272,9 @@ class TascDrafter:
         self.context = ContextIndex(self.config.context_ngram, self.context_keys)
         self.near: CorpusIndex | None = None  # this prompt's neighbours' answers
         self.spelling = spelling if self.config.use_context and self.config.spelling else None
+        self.values = values if self.config.use_context and self.config.value_starts else None
+        self._answer_text = ""  # the emitted answer's text, for the value guesser's used words
+        self._value_memo: dict[tuple[int, ...], Any] = {}
         # Matcher states: corpus, neighbours, context, and the answer's last tokens (for the spelling copy).
         self._states: tuple[Any, Any, Any, tuple[int, ...]] = ((0, 0), (0, 0), (), ())
         self._last_cells: list[tuple[str, int, int]] = []
@@ -283,6 +292,9 @@ class TascDrafter:
             self.near = CorpusIndex(neighbours.nearest(query, self.config.neighbours), eos_id=self.corpus.eos_id)
         if self.spelling is not None:
             self.spelling.start(prompt_ids)
+        if self.values is not None:
+            self.values.start(prompt_ids)
+            self._answer_text, self._value_memo = "", {}
         self._states = (self.corpus.start_state() if self.corpus else (0, 0),
                         self.near.start_state() if self.near else (0, 0), self.context.tail_keys(), ())
         self._last_cells, self._last_draft = [], None
@@ -320,8 +332,19 @@ class TascDrafter:
             if following:
                 pred = Prediction(following[0], 1.0, matched, 1)
                 guesses.append((cfg.context_weight * self.acceptance.estimate(SPELLING, pred), SPELLING, pred))
+        if self.values is not None and tail:
+            pred = self._value_guess(tail)
+            if pred is not None:
+                guesses.append((cfg.context_weight * self.acceptance.estimate(VALUE, pred), VALUE, pred))
         guesses.sort(key=lambda g: g[0], reverse=True)
         return guesses
+
+    def _value_guess(self, tail: tuple[int, ...]) -> Prediction | None:
+        """The value guesser's first token after `tail` (memoised per tail while the emitted answer stays the same)."""
+        if tail not in self._value_memo:
+            guess = self.values.guess(self._answer_text + "\n" + self.values.decode(tail))  # type: ignore[union-attr]
+            self._value_memo[tail] = None if guess is None else Prediction(guess[0], guess[1], 1, 1)
+        return self._value_memo[tail]
 
     def _add(self, draft: Draft, cells: list[tuple[str, int, int]], token_source: tuple[str, Prediction], p: float,
              parent: int, depth: int) -> None:
@@ -415,6 +438,9 @@ class TascDrafter:
                     self.acceptance.observe(cell, accepted=i in path)
         self._last_draft, self._last_cells = None, []
         self.context.extend(emitted)
+        if self.values is not None:
+            self._answer_text += self.values.decode(emitted)
+            self._value_memo = {}
         corpus_state, near_state, _, tail = self._states
         self._states = (self.corpus.walk(corpus_state, emitted) if self.corpus is not None else corpus_state,
                         self.near.walk(near_state, emitted) if self.near is not None else near_state,
@@ -432,7 +458,9 @@ def build_corpus_index(tokenizer: Any, outputs: Sequence[str], inputs: Sequence[
     sequences = tokenizer(list(outputs), add_special_tokens=False)["input_ids"] if outputs else []
     index = CorpusIndex(sequences, eos_id=tokenizer.eos_token_id)
     if inputs is not None and len(inputs) == len(outputs) and len(outputs):
-        index.neighbours = NeighbourIndex((prompt_format or PromptFormat()).encode(tokenizer, list(inputs)), sequences)
+        fmt = prompt_format or PromptFormat()
+        index.neighbours = NeighbourIndex(fmt.encode(tokenizer, list(inputs)), sequences)
+        index.value_starts = ValueStarts(inputs, outputs, WORD.findall(fmt.render(tokenizer, "")))
     return index
 
 
@@ -459,4 +487,6 @@ def make_drafter(
         context_keys = normalised_keys(tokenizer)
     stop_ids = () if tokenizer.eos_token_id is None else (tokenizer.eos_token_id,)
     spelling = spelling_copy_for(tokenizer) if config.use_context and config.spelling else None
-    return TascDrafter(corpus_index, config, context_keys, stop_ids, spelling)
+    starts = getattr(corpus_index, "value_starts", None)
+    values = next_value_copy_for(tokenizer, starts) if config.use_context and config.value_starts and starts is not None and starts.active else None
+    return TascDrafter(corpus_index, config, context_keys, stop_ids, spelling, values)

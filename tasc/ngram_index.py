@@ -26,7 +26,7 @@ import gc
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 SEP = -1  # separates corpus outputs inside the automaton; never queried
 START = -2  # marks the start of an answer: the corpus is queried with START + answer so far
@@ -65,6 +65,7 @@ class CorpusIndex:
     def __init__(self, sequences: Iterable[Sequence[int]], eos_id: int | None = None) -> None:
         self.eos_id = eos_id
         self.neighbours: "NeighbourIndex | None" = None  # set by drafts.build_corpus_index when inputs are known
+        self.value_starts: Any = None  # a tasc.value_copy.ValueStarts, set there too
         # The build allocates ~2 dicts per token; pausing the cyclic GC (nothing here forms cycles)
         # stops it rescanning them over and over, which otherwise doubles the build time.
         gc_was_enabled = gc.isenabled()
