@@ -27,6 +27,12 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def prompts_label(report: dict) -> str:
+    """'(50 prompts)', with the prompt-prefix cache named when the run used one (runs before it did not)."""
+    cached = any((report.get("prefix_cache_tokens") or {}).values())
+    return f"({report['n_prompts']} prompts{', prompt-prefix cache' if cached else ''})"
+
+
 def quality_section() -> list[str]:
     """Fine-tune cost and held-out quality per task."""
     lines = ["| task | fine-tune | steps × batch | time | s/step | held-out inputs | quality |", "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
@@ -79,7 +85,7 @@ def main() -> None:
     quality = quality_section()
     if quality:
         parts += ["### Task fine-tune and quality (greedy answers, held-out inputs)", "", *quality, ""]
-    rows = [(f"{title} ({report['n_prompts']} prompts)", report) for title, name in BENCHES if (report := load(name))]
+    rows = [(f"{title} {prompts_label(report)}", report) for title, name in BENCHES if (report := load(name))]
     if rows:
         machine = machine_line(rows[0][1]["machine"]) if "machine" in rows[0][1] else "unknown machine"
         parts += [f"### Decoding speed (batch size 1, max {rows[0][1]['max_new_tokens']} new tokens)", "",
@@ -92,17 +98,18 @@ def main() -> None:
         costs = f"base fine-tune {training_cost('snips-ft.json')}; enriched fine-tune {training_cost('snips-ft-enriched.json')}"
         parts += ["### TASC-ft on SNIPS valid (speed-ups against the base fine-tuned model's greedy; same fine-tune budget)", "",
                   f"Measured {machine_line(tascft['machine'])}; {costs}. `identical to greedy` of the tasc-ft methods is "
-                  "against the enriched model's own greedy ids.", "", bench_table([("SNIPS valid", tascft)], quality=True), ""]
-    modes = [(title, r) for title, name in (("SNIPS valid", "bench-snips-modes.json"), ("E2E held-out", "bench-e2e-modes.json"),
+                  "against the enriched model's own greedy ids.", "", bench_table([(f"SNIPS valid {prompts_label(tascft)}", tascft)], quality=True), ""]
+    modes = [(f"{title} {prompts_label(r)}", r) for title, name in (("SNIPS valid", "bench-snips-modes.json"), ("E2E held-out", "bench-e2e-modes.json"),
                                             ("SNIPS valid, hybrid without copy head, 4000 inputs, 1000 steps", "bench-snips-hybrid-1000.json"),
                                             ("E2E held-out, hybrid without copy head, 1000 steps", "bench-e2e-hybrid-1000.json"),
                                             ("SNIPS valid, hybrid with copy head, 300 steps", "bench-snips-hybrid-copy.json"),
                                             ("SNIPS valid, hybrid with copy head, target layer 20, 300 steps", "bench-snips-hybrid-l20.json"),
-                                            ("SNIPS valid, hybrid with copy head, 4000 inputs, 1000 steps", "bench-snips-hybrid-copy-1000.json"))
+                                            ("SNIPS valid, hybrid with copy head, 4000 inputs, 1000 steps", "bench-snips-hybrid-copy-1000.json"),
+                                            ("SNIPS valid, hybrid decoder = 6 target blocks, 4000 inputs, 800 steps", "bench-snips-hybrid-b6.json"))
              if (r := load(name))]
     if modes:
         costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "snips-hybrid-1000", "snips-hybrid-copy", "snips-hybrid-l20",
-                                                                       "snips-hybrid-copy-1000", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
+                                                                       "snips-hybrid-copy-1000", "snips-hybrid-b6", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
                           if load(n + ".json"))
         parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. Training cost: {costs}. The hybrid rows of 'SNIPS valid' and 'E2E held-out' "
                   "and the 'without copy head' rows were trained with `--no-copy` (before the copy head existed).", "",

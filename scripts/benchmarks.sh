@@ -56,5 +56,8 @@ step runs/snips-hybrid-l20.json train-hybrid --target runs/snips-ft --corpus $DA
 step runs/bench-snips-hybrid-l20.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,hybrid --hybrid-model runs/snips-hybrid-l20
 step runs/snips-hybrid-copy-1000.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --max-inputs 4000 --steps 1000 --out runs/snips-hybrid-copy-1000 --resume
 step runs/bench-snips-hybrid-copy-1000.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,hybrid --hybrid-model runs/snips-hybrid-copy-1000
+# The hybrid whose decoder is 6 of the target's own 30 blocks (embeddings frozen), 800 steps on 4000 inputs.
+step runs/snips-hybrid-b6.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --target-blocks 6 --max-inputs 4000 --steps 800 --lr 5e-4 --out runs/snips-hybrid-b6 --resume
+step runs/bench-snips-hybrid-b6.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6
 
 "$PY" scripts/bench_readme.py
