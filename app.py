@@ -81,10 +81,14 @@ TASC's rivals, trained here so the Arena can race them. A **draft model** is a t
 app model's vocabulary: pretrained on text the app model writes, then fine-tuned on the corpus; it
 drafts and the app model verifies (lossless). A **hybrid** lets the app model read the prompt once and
 a small decoder write the whole answer (faster, but nothing checks it). Training a hybrid after a draft
-model starts its decoder from the draft model.
+model starts its decoder from the draft model. **Hybrid, decoder cut from the model** makes the decoder
+from 6 of the app model's own blocks: slower to train and to run, far more accurate (SNIPS slot F1 0.66
+against 0.53, 2.4x against 5.6x faster than greedy).
 """
 TRAIN_DRAFT = "Draft model"
 TRAIN_HYBRID = "Hybrid"
+TRAIN_HYBRID_BLOCKS = "Hybrid, decoder cut from the model"
+HYBRID_BLOCKS = 6  # the app model's blocks the cut decoder keeps
 ARENA_HELP = """\
 **4. Race them.** The same prompt is answered twice: on the left by plain greedy decoding (one token per
 forward pass), on the right by the method you pick. Highlighted text was *drafted* and then accepted by
@@ -956,9 +960,9 @@ def compare_train(kind: str, steps: float, token: str | None, request: gr.Reques
 
     session = session_for(token, request)
     require_corpus(session)
-    if kind not in (TRAIN_DRAFT, TRAIN_HYBRID):
-        raise gr.Error(f"Unknown model kind {kind!r}; choose {TRAIN_DRAFT!r} or {TRAIN_HYBRID!r}.")
-    hybrid = kind == TRAIN_HYBRID
+    if kind not in (TRAIN_DRAFT, TRAIN_HYBRID, TRAIN_HYBRID_BLOCKS):
+        raise gr.Error(f"Unknown model kind {kind!r}; choose {TRAIN_DRAFT!r}, {TRAIN_HYBRID!r} or {TRAIN_HYBRID_BLOCKS!r}.")
+    hybrid = kind in (TRAIN_HYBRID, TRAIN_HYBRID_BLOCKS)
     if hybrid and session.train.inputs is None:
         raise gr.Error("A hybrid learns input → output: this corpus has outputs only.")
     steps = int(steps)
@@ -974,9 +978,12 @@ def compare_train(kind: str, steps: float, token: str | None, request: gr.Reques
     session.cache["compare_request"] = {"kind": kind, "steps": steps, "out_dir": out_dir}
     save_every = max(1, min(50, steps // 4 or 1))
     if hybrid:
-        drafts = session.models_of("draft")  # a trained draft model is a better start for the decoder
-        config = HybridConfig(steps=steps, max_inputs=300, save_every=save_every,
-                              decoder_init=str(drafts[-1].path) if drafts else None)
+        drafts = session.models_of("draft")  # a trained draft model is a better start for a fresh decoder
+        cut = kind == TRAIN_HYBRID_BLOCKS
+        blocks = min(HYBRID_BLOCKS, pool().get().model.config.num_hidden_layers) if cut else 0
+        config = HybridConfig(steps=steps, max_inputs=300, save_every=save_every, target_blocks=blocks,
+                              learning_rate=5e-4 if cut else 1e-3,  # pretrained blocks take a gentler step
+                              decoder_init=str(drafts[-1].path) if drafts and not cut else None)
         job = start_job("compare", train_hybrid, app_model(), session.train, out_dir, config, resume=resume, slot="finetune")
     else:
         config = DraftConfig(steps=steps, pretrain_texts=32, pretrain_steps=min(60, steps), save_every=save_every)
@@ -1094,7 +1101,7 @@ def build_demo() -> gr.Blocks:
             with gr.Accordion("Comparison models: a trained draft model, or a hybrid", open=False):
                 gr.Markdown(COMPARE_HELP)
                 with gr.Row():
-                    cmp_kind = gr.Radio([TRAIN_DRAFT, TRAIN_HYBRID], value=TRAIN_DRAFT, label="Train")
+                    cmp_kind = gr.Radio([TRAIN_DRAFT, TRAIN_HYBRID, TRAIN_HYBRID_BLOCKS], value=TRAIN_DRAFT, label="Train")
                     cmp_steps = gr.Slider(10, 1000, value=150, step=10, label="Steps",
                                           info="task steps of 16 examples", elem_id="cmp-steps")
                     cmp_start = gr.Button("Train", variant="primary")

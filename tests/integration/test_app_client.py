@@ -292,4 +292,13 @@ def test_finetune_tab_trains_a_draft_model_and_a_hybrid_that_the_arena_then_race
     assert json.loads((hybrid.path / "tasc.json").read_text())["hybrid"]["decoder_init"] == str(draft.path)
     _, final = arena(client, prompt, app.ARENA_HYBRID, 24)
     assert "hybrid" in final[4] and "1 forward passes" in final[3]
+
+    status, _, _ = client.predict(app.TRAIN_HYBRID_BLOCKS, 10, api_name="/train_compare")
+    assert "Done" in status and "hybrid" in status, status
+    newest = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "hybrid"][-1]
+    settings = json.loads((newest.path / "tasc.json").read_text())["hybrid"]
+    blocks = app.pool().get().model.config.num_hidden_layers  # the tiny app model has fewer than 6
+    assert settings["target_blocks"] == min(app.HYBRID_BLOCKS, blocks) > 0 and settings["decoder_init"] is None
+    _, final = arena(client, prompt, app.ARENA_HYBRID, 24)  # the Arena races the newest hybrid
+    assert "hybrid" in final[4] and "1 forward passes" in final[3]
     assert client.predict(api_name="/train_compare_stop") == "No draft/hybrid training is running."
