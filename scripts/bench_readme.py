@@ -39,6 +39,7 @@ def quality_section() -> list[str]:
     runs = (("SNIPS", "snips-ft.json", "snips-eval.json"),
             ("SNIPS, enriched vocabulary (TASC-ft), 270 steps", "snips-ft-enriched-270.json", "snips-eval-enriched-270.json"),
             ("SNIPS, enriched vocabulary (TASC-ft), 400 steps", "snips-ft-enriched.json", "snips-eval-enriched.json"),
+            ("SNIPS, enriched vocabulary (TASC-ft), 440 steps (the base's token budget)", "snips-ft-enriched-440.json", "snips-eval-enriched-440.json"),
             ("E2E", "e2e-ft.json", "e2e-eval.json"))
     for task, ft_name, eval_name in runs:
         ft, ev = load(ft_name), load(eval_name)
@@ -95,7 +96,7 @@ def main() -> None:
     parts += compression_section()
     tascft = load("bench-snips-tascft.json")
     if tascft:
-        costs = f"base fine-tune {training_cost('snips-ft.json')}; enriched fine-tune {training_cost('snips-ft-enriched.json')}"
+        costs = f"base fine-tune {training_cost('snips-ft.json')}; enriched fine-tune {training_cost('snips-ft-enriched-440.json')}"
         parts += ["### TASC-ft on SNIPS valid (speed-ups against the base fine-tuned model's greedy; same fine-tune budget)", "",
                   f"Measured {machine_line(tascft['machine'])}; {costs}. `identical to greedy` of the tasc-ft methods is "
                   "against the enriched model's own greedy ids.", "", bench_table([(f"SNIPS valid {prompts_label(tascft)}", tascft)], quality=True), ""]
@@ -105,11 +106,12 @@ def main() -> None:
                                             ("SNIPS valid, hybrid with copy head, 300 steps", "bench-snips-hybrid-copy.json"),
                                             ("SNIPS valid, hybrid with copy head, target layer 20, 300 steps", "bench-snips-hybrid-l20.json"),
                                             ("SNIPS valid, hybrid with copy head, 4000 inputs, 1000 steps", "bench-snips-hybrid-copy-1000.json"),
-                                            ("SNIPS valid, hybrid decoder = 6 target blocks, 4000 inputs, 800 steps", "bench-snips-hybrid-b6.json"))
+                                            ("SNIPS valid, hybrid decoder = 6 target blocks, 4000 inputs, 800 steps", "bench-snips-hybrid-b6.json"),
+                                            ("SNIPS valid, hybrid decoder = 6 target blocks, 8000 inputs, 800 steps", "bench-snips-hybrid-b6-8k.json"))
              if (r := load(name))]
     if modes:
         costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "snips-hybrid-1000", "snips-hybrid-copy", "snips-hybrid-l20",
-                                                                       "snips-hybrid-copy-1000", "snips-hybrid-b6", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
+                                                                       "snips-hybrid-copy-1000", "snips-hybrid-b6", "snips-hybrid-b6-8k", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
                           if load(n + ".json"))
         parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. Training cost: {costs}. The hybrid rows of 'SNIPS valid' and 'E2E held-out' "
                   "and the 'without copy head' rows were trained with `--no-copy` (before the copy head existed).", "",

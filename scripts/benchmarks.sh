@@ -38,7 +38,10 @@ step runs/snips-ft-enriched-270.json finetune --enriched runs/snips-enriched --c
 step runs/snips-eval-enriched-270.json evaluate --model runs/snips-ft-enriched-270 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/snips-ft-enriched.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched --steps 400 --lr 4e-4 --resume
 step runs/snips-eval-enriched.json evaluate --model runs/snips-ft-enriched --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
-step runs/bench-snips-tascft.json bench --model runs/snips-ft --ft-model runs/snips-ft-enriched --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
+# 440 steps: the base's token budget (440 x 8 rows of 35 prompt + 11 answer tokens = 162k, against 270 x 8 x (35 + 38) = 159k), and its wall time at 2.0 s per step.
+step runs/snips-ft-enriched-440.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched-440 --steps 440 --lr 4e-4 --resume
+step runs/snips-eval-enriched-440.json evaluate --model runs/snips-ft-enriched-440 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/bench-snips-tascft.json bench --model runs/snips-ft --ft-model runs/snips-ft-enriched-440 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
 
 # E2E comparison modes.
 step runs/e2e-draft.json train-draft --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --layers 2 --hidden 256 --out runs/e2e-draft --resume
@@ -59,5 +62,7 @@ step runs/bench-snips-hybrid-copy-1000.json bench --model runs/snips-ft --corpus
 # The hybrid whose decoder is 6 of the target's own 30 blocks (embeddings frozen), 800 steps on 4000 inputs.
 step runs/snips-hybrid-b6.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --target-blocks 6 --max-inputs 4000 --steps 800 --lr 5e-4 --out runs/snips-hybrid-b6 --resume
 step runs/bench-snips-hybrid-b6.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6
+step runs/snips-hybrid-b6-8k.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --target-blocks 6 --max-inputs 8000 --steps 800 --lr 5e-4 --out runs/snips-hybrid-b6-8k --resume
+step runs/bench-snips-hybrid-b6-8k.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6-8k
 
 "$PY" scripts/bench_readme.py
