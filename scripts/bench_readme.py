@@ -99,7 +99,8 @@ def main() -> None:
         costs = f"base fine-tune {training_cost('snips-ft.json')}; enriched fine-tune {training_cost('snips-ft-enriched-440.json')}"
         parts += ["### TASC-ft on SNIPS valid (speed-ups against the base fine-tuned model's greedy; same fine-tune budget)", "",
                   f"Measured {machine_line(tascft['machine'])}; {costs}. `identical to greedy` of the tasc-ft methods is "
-                  "against the enriched model's own greedy ids.", "", bench_table([(f"SNIPS valid {prompts_label(tascft)}", tascft)], quality=True), ""]
+                  "against the enriched model's own greedy ids.", "",
+                  bench_table([(f"SNIPS valid {prompts_label(r)}", r) for r in (tascft, load("bench-snips-tascft-100.json")) if r], quality=True), ""]
     modes = [(f"{title} {prompts_label(r)}", r) for title, name in (("SNIPS valid", "bench-snips-modes.json"), ("E2E held-out", "bench-e2e-modes.json"),
                                             ("SNIPS valid, hybrid without copy head, 4000 inputs, 1000 steps", "bench-snips-hybrid-1000.json"),
                                             ("E2E held-out, hybrid without copy head, 1000 steps", "bench-e2e-hybrid-1000.json"),

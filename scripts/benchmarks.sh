@@ -42,6 +42,8 @@ step runs/snips-eval-enriched.json evaluate --model runs/snips-ft-enriched --cor
 step runs/snips-ft-enriched-440.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched-440 --steps 440 --lr 4e-4 --resume
 step runs/snips-eval-enriched-440.json evaluate --model runs/snips-ft-enriched-440 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/bench-snips-tascft.json bench --model runs/snips-ft --ft-model runs/snips-ft-enriched-440 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
+# The same TASC-ft comparison on 100 prompts (one of the first 50 answers loops to the 128-token cap and weighs on a 50-prompt mean).
+step runs/bench-snips-tascft-100.json bench --model runs/snips-ft --ft-model runs/snips-ft-enriched-440 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 100 --methods greedy,tasc-ft,tasc-ft+spec
 
 # E2E comparison modes.
 step runs/e2e-draft.json train-draft --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --layers 2 --hidden 256 --out runs/e2e-draft --resume
