@@ -378,14 +378,14 @@ def train_hybrid(
     blocks = lm.model.config.num_hidden_layers
     if config.encoder_layer is not None and config.encoder_layer > blocks:
         raise ValueError(f"encoder_layer {config.encoder_layer} is past the target's {blocks} blocks")
+    if config.target_blocks > blocks:
+        raise ValueError(f"target_blocks {config.target_blocks} is more than the target's {blocks} blocks")
     (out_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
 
     # 1. The decoder (fresh with PCA embeddings, a trained draft model, or blocks cut from the target) and the projector.
     torch.manual_seed(config.seed)
     if config.target_blocks:
-        if config.target_blocks > blocks:
-            raise ValueError(f"target_blocks {config.target_blocks} is more than the target's {blocks} blocks")
         decoder = slice_target(lm.model, config.target_blocks).requires_grad_(True)
         # The target's embeddings (and tied LM head) already fit this vocabulary: frozen, they keep the
         # vocabulary logits on the scale the copy head mixes with, and skip a vocab x hidden gradient.

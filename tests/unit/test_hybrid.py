@@ -250,6 +250,9 @@ def test_a_decoder_cut_from_the_target_runs_with_its_kv_cache():
 
 
 def test_train_hybrid_with_target_blocks_freezes_the_embeddings(tmp_path, tiny_model_dir, corpus_file, tiny_lm):
+    with pytest.raises(ValueError, match="more than the target's 2 blocks"):
+        train_hybrid(str(tiny_model_dir), load_corpus(corpus_file), tmp_path / "hybrid", HybridConfig(**{**TINY, "target_blocks": 3}), device="cpu")
+    assert not (tmp_path / "hybrid").exists()  # the refused run left nothing that would block the corrected one
     config = HybridConfig(**{**TINY, "target_blocks": 1})
     result = train_hybrid(str(tiny_model_dir), load_corpus(corpus_file), tmp_path / "hybrid", config, device="cpu")
     assert result["losses"][-1][1] < result["losses"][0][1]
