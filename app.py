@@ -574,16 +574,13 @@ def _prompt_format(session, lm, shots: int) -> Any:
     return fmt
 
 
-def _prompt_ids(session, lm, prompt: str, shots: int) -> list[int]:
-    """Prompt ids for a model in its format (`_prompt_format`)."""
-    return _prompt_format(session, lm, shots).prompt_ids(lm.tokenizer, prompt)
-
-
-def _prefix(session, lm, shots: int) -> Any:
-    """The model's cached states of what every prompt in its format starts with (system turn, examples)."""
+def _prompt(session, lm, prompt: str, shots: int) -> tuple[list[int], Any]:
+    """Prompt ids for a model in its format (`_prompt_format`), and the model's cached states of what
+    every prompt in that format starts with (system turn, examples)."""
     from tasc.decode import shared_prefix_cache
 
-    return shared_prefix_cache(lm.model, _prompt_format(session, lm, shots).shared_prefix_ids(lm.tokenizer))
+    fmt = _prompt_format(session, lm, shots)
+    return fmt.prompt_ids(lm.tokenizer, prompt), shared_prefix_cache(lm.model, fmt.shared_prefix_ids(lm.tokenizer))
 
 
 def _lane_stats(lane, seconds_label: str = "s") -> str:
@@ -653,10 +650,10 @@ def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: fl
     config = DecodeConfig(max_new_tokens=max_new)
     right_shots = 0 if drafter_name == "hybrid" else int(shots)  # the hybrid learnt the prompt format without examples
     # Both panes reuse their model's cached prompt prefix (system turn, examples): the race stays fair.
-    streams = [speculative_steps(base.model, _prompt_ids(session, base, prompt, int(shots)), None, config, base.eos_token_id,
-                                 _prefix(session, base, int(shots))),
-               _right_stream(session, drafter_name, right_lm, _prompt_ids(session, right_lm, prompt, right_shots), config,
-                             _prefix(session, right_lm, right_shots))]
+    left_ids, left_prefix = _prompt(session, base, prompt, int(shots))
+    right_ids, right_prefix = _prompt(session, right_lm, prompt, right_shots)
+    streams = [speculative_steps(base.model, left_ids, None, config, base.eos_token_id, left_prefix),
+               _right_stream(session, drafter_name, right_lm, right_ids, config, right_prefix)]
     if which == "ft":
         lossless, why = False, "The right pane runs the **fine-tuned** model, a different model"
     elif drafter_name == "hybrid":
