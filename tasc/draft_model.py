@@ -427,6 +427,8 @@ def load_draft_model(path: str | Path, target: LoadedModel | None = None, device
     import torch
     from transformers import AutoModelForCausalLM
 
+    from tasc.cpu_kernels import pack_linears
+
     path = Path(path)
     if not (path / "config.json").is_file():
         raise ModelError(f"draft model directory {str(path)!r} has no config.json")
@@ -435,6 +437,7 @@ def load_draft_model(path: str | Path, target: LoadedModel | None = None, device
         raise ModelError(f"{path} is a {meta['role']!r} model directory, not a draft model")
     device = device or (target.device if target is not None else "cpu")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+    pack_linears(model)  # the draft's passes get the same CPU kernels as the target's
     if target is not None:
         want = target.model.get_input_embeddings().weight.shape[0]
         if model.config.vocab_size != want:

@@ -291,6 +291,8 @@ class HybridModel:
         from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM
 
+        from tasc.cpu_kernels import pack_linears
+
         path = Path(path)
         meta = read_meta(path)
         if meta.get("role") != "hybrid" or not (path / PROJECTOR_FILE).is_file():
@@ -306,6 +308,7 @@ class HybridModel:
                     f"{meta.get('target_vocab_size')} tokens; {target.name!r} has {hidden} and {vocab}"
                 )
         decoder = AutoModelForCausalLM.from_pretrained(path / DECODER_DIR, dtype=torch.float32).to(device).eval()
+        pack_linears(decoder)  # the decoder's passes get the same CPU kernels as the target's
         projector = make_projector(config.projector, meta["target_hidden_size"], decoder.config.hidden_size)
         projector.load_state_dict(load_file(str(path / PROJECTOR_FILE)))
         copy_head = None
