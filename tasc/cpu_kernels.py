@@ -25,6 +25,9 @@ import torch
 from torch import nn
 
 ENV_SWITCH = "TASC_ONEDNN"
+# The packed copies sit beside the fp32 weights (the originals stay for training and saving), so
+# a model whose linears pass this size keeps the default path rather than doubling its memory.
+MAX_PACKED_BYTES = 4 * 2**30
 # module -> ((weight address, weight version), packed weight); kept outside the module so that
 # deep copies (the hybrid cuts blocks from a target) and state dicts never carry oneDNN tensors
 _PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, int], torch.Tensor]] = weakref.WeakKeyDictionary()
@@ -53,13 +56,16 @@ def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 def pack_linears(model: Any) -> int:
     """Route every `nn.Linear` of a CPU fp32 model through oneDNN's packed linear; return how many.
 
-    Does nothing (returns 0) on other devices or dtypes, or when oneDNN is unavailable or switched off.
+    Does nothing (returns 0) on other devices or dtypes, when the linears hold more than
+    `MAX_PACKED_BYTES` (their packed copies would double that), or when oneDNN is unavailable or off.
     """
     if not onednn_available():
         return 0
-    count = 0
-    for module in model.modules():
-        if type(module) is nn.Linear and module.weight.device.type == "cpu" and module.weight.dtype == torch.float32:
-            module.forward = types.MethodType(_packed_forward, module)
-            count += 1
-    return count
+    linears = [m for m in model.modules()
+               if type(m) is nn.Linear and m.weight.device.type == "cpu" and m.weight.dtype == torch.float32]
+    weights = {m.weight.data_ptr(): m.weight.numel() * 4 for m in linears}  # tied weights counted once
+    if sum(weights.values()) > MAX_PACKED_BYTES:
+        return 0
+    for module in linears:
+        module.forward = types.MethodType(_packed_forward, module)
+    return len(linears)

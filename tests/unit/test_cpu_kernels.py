@@ -67,6 +67,13 @@ def test_switch_off_by_environment(monkeypatch):
     assert pack_linears(make_tiny_model(vocab_size=120)) == 0
 
 
+def test_models_too_large_to_double_are_left_alone(monkeypatch):
+    import tasc.cpu_kernels as kernels
+
+    monkeypatch.setattr(kernels, "MAX_PACKED_BYTES", 1000)
+    assert pack_linears(make_tiny_model(vocab_size=120)) == 0
+
+
 def test_other_dtypes_are_left_alone():
     model = make_tiny_model(vocab_size=120).to(torch.bfloat16)
     assert pack_linears(model) == 0
