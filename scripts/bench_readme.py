@@ -27,10 +27,15 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+KERNELS = ("Rows marked oneDNN ran with oneDNN's packed linears (`tasc/cpu_kernels.py`); unmarked rows are "
+           "older runs on PyTorch's default MKL linears, kept for comparison.")
+
+
 def prompts_label(report: dict) -> str:
-    """'(50 prompts)', with the prompt-prefix cache named when the run used one (runs before it did not)."""
+    """'(50 prompts)', naming the prompt-prefix cache and oneDNN linears when the run used them (older runs did not)."""
     cached = any((report.get("prefix_cache_tokens") or {}).values())
-    return f"({report['n_prompts']} prompts{', prompt-prefix cache' if cached else ''})"
+    onednn = (report.get("machine") or {}).get("cpu_linear") == "onednn-packed"
+    return f"({report['n_prompts']} prompts{', prompt-prefix cache' if cached else ''}{', oneDNN' if onednn else ''})"
 
 
 def quality_section() -> list[str]:
@@ -90,7 +95,7 @@ def main() -> None:
     if rows:
         machine = machine_line(rows[0][1]["machine"]) if "machine" in rows[0][1] else "unknown machine"
         parts += [f"### Decoding speed (batch size 1, max {rows[0][1]['max_new_tokens']} new tokens)", "",
-                  f"Measured {machine}. Speed-ups are wall-time ratios against the faster of transformers' greedy "
+                  f"Measured {machine}. {KERNELS} Speed-ups are wall-time ratios against the faster of transformers' greedy "
                   "`generate` and our own greedy loop, in the same run; `pld` is transformers' prompt lookup decoding.", "",
                   bench_table(rows), ""]
     parts += compression_section()
@@ -108,13 +113,15 @@ def main() -> None:
                                             ("SNIPS valid, hybrid with copy head, target layer 20, 300 steps", "bench-snips-hybrid-l20.json"),
                                             ("SNIPS valid, hybrid with copy head, 4000 inputs, 1000 steps", "bench-snips-hybrid-copy-1000.json"),
                                             ("SNIPS valid, hybrid decoder = 6 target blocks, 4000 inputs, 800 steps", "bench-snips-hybrid-b6.json"),
-                                            ("SNIPS valid, hybrid decoder = 6 target blocks, 8000 inputs, 800 steps", "bench-snips-hybrid-b6-8k.json"))
+                                            ("SNIPS valid, hybrid decoder = 6 target blocks, 8000 inputs, 800 steps", "bench-snips-hybrid-b6-8k.json"),
+                                            ("SNIPS valid, hybrid decoder = 6 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b6-all.json"),
+                                            ("SNIPS valid, hybrid decoder = 6 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b6-all-100.json"))
              if (r := load(name))]
     if modes:
         costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "snips-hybrid-1000", "snips-hybrid-copy", "snips-hybrid-l20",
-                                                                       "snips-hybrid-copy-1000", "snips-hybrid-b6", "snips-hybrid-b6-8k", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
+                                                                       "snips-hybrid-copy-1000", "snips-hybrid-b6", "snips-hybrid-b6-8k", "snips-hybrid-b6-all", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
                           if load(n + ".json"))
-        parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. Training cost: {costs}. The hybrid rows of 'SNIPS valid' and 'E2E held-out' "
+        parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. {KERNELS} Training cost: {costs}. The hybrid rows of 'SNIPS valid' and 'E2E held-out' "
                   "and the 'without copy head' rows were trained with `--no-copy` (before the copy head existed).", "",
                   bench_table(modes, quality=True), ""]
     if not parts:

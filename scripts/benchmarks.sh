@@ -66,5 +66,9 @@ step runs/snips-hybrid-b6.json train-hybrid --target runs/snips-ft --corpus $DAT
 step runs/bench-snips-hybrid-b6.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6
 step runs/snips-hybrid-b6-8k.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --target-blocks 6 --max-inputs 8000 --steps 800 --lr 5e-4 --out runs/snips-hybrid-b6-8k --resume
 step runs/bench-snips-hybrid-b6-8k.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6-8k
+# ... on every SNIPS training input (12859) for 1200 steps (the same 1.5 epochs), benchmarked on 50 and on 100 prompts.
+step runs/snips-hybrid-b6-all.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --target-blocks 6 --max-inputs 14000 --steps 1200 --lr 5e-4 --out runs/snips-hybrid-b6-all --resume
+step runs/bench-snips-hybrid-b6-all.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6-all
+step runs/bench-snips-hybrid-b6-all-100.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 100 --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6-all
 
 "$PY" scripts/bench_readme.py
