@@ -115,11 +115,13 @@ def main() -> None:
                                             ("SNIPS valid, hybrid decoder = 6 target blocks, 4000 inputs, 800 steps", "bench-snips-hybrid-b6.json"),
                                             ("SNIPS valid, hybrid decoder = 6 target blocks, 8000 inputs, 800 steps", "bench-snips-hybrid-b6-8k.json"),
                                             ("SNIPS valid, hybrid decoder = 6 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b6-all.json"),
-                                            ("SNIPS valid, hybrid decoder = 6 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b6-all-100.json"))
+                                            ("SNIPS valid, hybrid decoder = 6 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b6-all-100.json"),
+                                            ("SNIPS valid, hybrid decoder = 8 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b8-all.json"),
+                                            ("SNIPS valid, hybrid decoder = 8 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b8-all-100.json"))
              if (r := load(name))]
     if modes:
         costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "snips-hybrid-1000", "snips-hybrid-copy", "snips-hybrid-l20",
-                                                                       "snips-hybrid-copy-1000", "snips-hybrid-b6", "snips-hybrid-b6-8k", "snips-hybrid-b6-all", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
+                                                                       "snips-hybrid-copy-1000", "snips-hybrid-b6", "snips-hybrid-b6-8k", "snips-hybrid-b6-all", "snips-hybrid-b8-all", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
                           if load(n + ".json"))
         parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. {KERNELS} Training cost: {costs}. The hybrid rows of 'SNIPS valid' and 'E2E held-out' "
                   "and the 'without copy head' rows were trained with `--no-copy` (before the copy head existed).", "",

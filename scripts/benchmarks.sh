@@ -70,5 +70,9 @@ step runs/bench-snips-hybrid-b6-8k.json bench --model runs/snips-ft --corpus $DA
 step runs/snips-hybrid-b6-all.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --target-blocks 6 --max-inputs 14000 --steps 1200 --lr 5e-4 --out runs/snips-hybrid-b6-all --resume
 step runs/bench-snips-hybrid-b6-all.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6-all
 step runs/bench-snips-hybrid-b6-all-100.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 100 --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6-all
+# ... and with 8 target blocks (0, 4, 8, 12, 17, 21, 25, 29) instead of 6.
+step runs/snips-hybrid-b8-all.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --target-blocks 8 --max-inputs 14000 --steps 1200 --lr 5e-4 --out runs/snips-hybrid-b8-all --resume
+step runs/bench-snips-hybrid-b8-all.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b8-all
+step runs/bench-snips-hybrid-b8-all-100.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 100 --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b8-all
 
 "$PY" scripts/bench_readme.py
