@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from tasc.cpu_kernels import linear_kernels
 from tasc.decode import DecodeConfig, GenerationResult, PrefixCache, generate, measure_verify_costs
 from tasc.drafts import CONTEXT, CORPUS, NoDraft, SpecConfig, build_corpus_index, make_drafter
 from tasc.model_drafts import AssistConfig
@@ -289,7 +290,8 @@ def run_bench(
     return {
         "model": lm.name,
         "device": lm.device,
-        "machine": machine_info(),
+        # the kernels of the model that ran, not of the machine: a GPU, bf16 or too-large model is not packed
+        "machine": {**machine_info(), "cpu_linear": linear_kernels(lm.model)},
         "n_prompts": len(prompts),
         "max_new_tokens": config.max_new_tokens,
         "corpus_outputs": len(corpus_outputs),

@@ -53,6 +53,12 @@ def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, packed[1], self.bias, "none", [], "")
 
 
+def linear_kernels(model: Any) -> str:
+    """What the model's linears run on: "onednn-packed" when `pack_linears` rerouted them, else "default"."""
+    packed = any(getattr(m.forward, "__func__", None) is _packed_forward for m in model.modules() if isinstance(m, nn.Linear))
+    return "onednn-packed" if packed else "default"
+
+
 def pack_linears(model: Any) -> int:
     """Route every `nn.Linear` of a CPU fp32 model through oneDNN's packed linear; return how many.
 

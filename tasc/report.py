@@ -26,16 +26,12 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    from tasc.cpu_kernels import onednn_available
-
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        # which CPU linear kernels fp32 models ran on (tasc.cpu_kernels); TASC_ONEDNN=0 gives "mkl"
-        "cpu_linear": "onednn-packed" if onednn_available() else "mkl",
         "gpu": gpu,
         "torch": torch.__version__,
         "transformers": transformers.__version__,

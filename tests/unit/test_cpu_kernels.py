@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from tasc.cpu_kernels import ENV_SWITCH, _PACKED, onednn_available, pack_linears
+from tasc.cpu_kernels import ENV_SWITCH, _PACKED, linear_kernels, onednn_available, pack_linears
 from tests.tiny import make_tiny_model
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN")
@@ -18,6 +18,7 @@ def _pair(seed: int = 0):
     plain = make_tiny_model(vocab_size=120, seed=seed).eval()
     packed = copy.deepcopy(plain)
     assert pack_linears(packed) == 2 * 7 + 1  # 2 blocks of 7 linears, and the LM head
+    assert (linear_kernels(plain), linear_kernels(packed)) == ("default", "onednn-packed")
     return plain, packed
 
 
@@ -71,7 +72,9 @@ def test_models_too_large_to_double_are_left_alone(monkeypatch):
     import tasc.cpu_kernels as kernels
 
     monkeypatch.setattr(kernels, "MAX_PACKED_BYTES", 1000)
-    assert pack_linears(make_tiny_model(vocab_size=120)) == 0
+    model = make_tiny_model(vocab_size=120)
+    assert pack_linears(model) == 0
+    assert linear_kernels(model) == "default"  # what a benchmark of this model reports
 
 
 def test_other_dtypes_are_left_alone():
