@@ -15,6 +15,11 @@ vocabulary, copying a prompt token, and copying it without its leading space. Th
 (`": "classical`) while the same word inside the prompt carries a space (` classical`): byte-level
 BPE spells them with different ids.
 
+Special tokens (the chat template's `<|im_end|>`, which is also EOS) are never copied. With them
+copyable, a value that ends the input ("add a tune to this is johnny cash") was followed by the
+prompt's next token, `<|im_end|>`: the answer stopped inside a JSON string (4% of SNIPS answers
+did not parse).
+
 `follows_i` is 1 where the prompt token before position i is the token just written (or its spaced
 twin), the rule prompt-lookup decoding drafts by. Content attention alone found a value's first
 word but then lost its place: "young at heart heart heart", "classicalations". With the bonus, a
@@ -58,10 +63,12 @@ class CopyPrompt:
     bare: Any  # each id's bare twin (NO_TOKEN: none)
     prev: Any  # the id before each position (NO_TOKEN at the first)
     bare_prev: Any  # the bare twin of `prev`
+    copyable: Any  # False at blocked (special) tokens
 
     def rows(self, index: Any) -> "CopyPrompt":
         """The prompts of these batch rows (one per predicted token in training)."""
-        return CopyPrompt(self.keys[index], self.ids[index], self.bare[index], self.prev[index], self.bare_prev[index])
+        return CopyPrompt(self.keys[index], self.ids[index], self.bare[index], self.prev[index], self.bare_prev[index],
+                          self.copyable[index])
 
 
 class CopyHead(nn.Module):
@@ -76,7 +83,14 @@ class CopyHead(nn.Module):
         nn.init.zeros_(self.follow.weight)
         nn.init.constant_(self.follow.bias, 2.0)  # start with a clear preference for contiguous copies
         self.register_buffer("bare_ids", torch.tensor(list(bare_ids), dtype=torch.long))
+        # Not saved: it comes from the tokenizer (`block`), so hybrids saved before it load unchanged.
+        self.register_buffer("blocked_ids", torch.zeros(0, dtype=torch.long), persistent=False)
         self.scale = 1.0 / math.sqrt(key_dim)
+
+    def block(self, token_ids: Sequence[int]) -> "CopyHead":
+        """Never copy these ids (give it the tokenizer's special ids); returns self."""
+        self.blocked_ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long, device=self.bare_ids.device)
+        return self
 
     def _bare(self, ids: Any) -> Any:
         """bare_ids of each id; NO_TOKEN for ids past the table (an enriched vocabulary's added rows)."""
@@ -86,7 +100,8 @@ class CopyHead(nn.Module):
     def prompt(self, prompt_hidden: Any, prompt_ids: Any) -> CopyPrompt:
         """The per-prompt pieces of the head, from the decoder states (..., T, H) and ids (..., T) of prompts."""
         prev = torch.cat([torch.full_like(prompt_ids[..., :1], NO_TOKEN), prompt_ids[..., :-1]], dim=-1)
-        return CopyPrompt(self.key(prompt_hidden), prompt_ids, self._bare(prompt_ids), prev, self._bare(prev))
+        copyable = ~torch.isin(prompt_ids, self.blocked_ids)
+        return CopyPrompt(self.key(prompt_hidden), prompt_ids, self._bare(prompt_ids), prev, self._bare(prev), copyable)
 
     def follows(self, last_ids: Any, prompt: CopyPrompt) -> Any:
         """1.0 where a prompt position's previous token is the last token written (as is, or spaced in the prompt)."""
@@ -113,7 +128,7 @@ class CopyHead(nn.Module):
         """
         content = torch.einsum("nk,ntk->nt", self.query(hidden), prompt.keys)
         scores = self._scores(hidden, content, self.follows(last_ids, prompt))
-        attn = torch.softmax(scores.masked_fill(~prompt_mask, float("-inf")), -1)  # (N, T)
+        attn = _softmax_over(scores, prompt_mask & prompt.copyable)  # (N, T)
         hit = (prompt.ids == targets[:, None]).float()  # (N, T)
         hit_bare = (prompt.bare == targets[:, None]).float()
         log_gen = torch.log_softmax(logits.float(), -1).gather(-1, targets[:, None])[:, 0]  # (N,)
@@ -133,8 +148,13 @@ class CopyHead(nn.Module):
         """
         gates = torch.softmax(self.gate(hidden).float(), -1)  # (3,)
         follows = self.follows(prompt.ids.new_tensor(last_id), prompt)
-        attn = torch.softmax(self._scores(hidden, prompt.keys @ self.query(hidden), follows), -1)  # (T,)
+        attn = _softmax_over(self._scores(hidden, prompt.keys @ self.query(hidden), follows), prompt.copyable)  # (T,)
         p = torch.softmax(logits.float(), -1) * gates[0]
         p = p.index_add(0, prompt.ids, attn * gates[1])
         ok = prompt.bare != NO_TOKEN
         return p.index_add(0, prompt.bare[ok], attn[ok] * gates[2])
+
+
+def _softmax_over(scores: Any, allowed: Any) -> Any:
+    """Softmax of scores over the allowed positions of the last axis; all zeros where none is allowed."""
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1).nan_to_num(0.0)

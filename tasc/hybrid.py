@@ -62,9 +62,11 @@ class HybridConfig:
     projector: str = "mlp"  # "mlp" (LayerNorm, Linear, GELU, Linear) or "linear" (LayerNorm, Linear)
     add_token_embeddings: bool = True  # add the decoder's embeddings of the prompt tokens to the prefix
     copy: bool = True  # a pointer-generator copy head over the prompt tokens (hybrids saved before it: False)
+    block_special_copies: bool = True  # the copy head never copies special tokens (hybrids saved before it: False)
     encoder_layer: int | None = None  # target states after this many blocks; None: the last (after the final norm)
     decoder_init: str | None = None  # a draft model directory to start the decoder from (None: fresh, PCA embeddings)
     target_blocks: int = 0  # > 0: the decoder is this many of the target's own blocks (spread evenly), embeddings frozen
+    continue_from: str | None = None  # a saved hybrid directory to train further (its shape settings replace these)
     max_inputs: int = 1000  # distinct training inputs the target encodes (once, kept in memory: ~0.1 s each on CPU)
     steps: int = 300  # optimiser steps (~1-2 s each on 2 CPU cores)
     batch_size: int = 16  # examples per step
@@ -92,6 +94,8 @@ class HybridConfig:
             raise ValueError(f"target_blocks must be >= 0, got {self.target_blocks}")
         if self.target_blocks and self.decoder_init:
             raise ValueError("choose one decoder start: target_blocks (cut from the target) or decoder_init (a draft model)")
+        if self.continue_from and self.decoder_init:
+            raise ValueError("choose one start: continue_from (a saved hybrid) or decoder_init (a draft model)")
         if self.encoder_layer is not None and self.encoder_layer < 1:
             raise ValueError(f"encoder_layer must be at least 1 (blocks of the target), got {self.encoder_layer}")
 
@@ -297,7 +301,8 @@ class HybridModel:
         meta = read_meta(path)
         if meta.get("role") != "hybrid" or not (path / PROJECTOR_FILE).is_file():
             raise ModelError(f"{str(path)!r} is not a hybrid model directory (tasc train-hybrid writes one)")
-        config = HybridConfig(**{"copy": False, **meta["hybrid"]})  # saved before the copy head existed: none
+        # Saved before the copy head existed: none; before special tokens were blocked: they stay copyable.
+        config = HybridConfig(**{"copy": False, "block_special_copies": False, **meta["hybrid"]})
         device = device or (target.device if target is not None else "cpu")
         if target is not None:
             hidden = target.model.config.hidden_size
@@ -318,8 +323,30 @@ class HybridModel:
             weights = load_file(str(path / COPY_HEAD_FILE))
             copy_head = CopyHead(decoder.config.hidden_size, [NO_TOKEN] * weights["bare_ids"].numel(), weights["query.weight"].shape[0])
             copy_head.load_state_dict(weights)
-            copy_head = copy_head.to(device).eval()
+            copy_head = copy_head.to(device).eval().block(_special_ids(path, target) if config.block_special_copies else [])
         return cls(decoder, projector.to(device).eval(), config, meta, copy_head)
+
+
+def _continued_config(config: HybridConfig, saved: HybridConfig) -> HybridConfig:
+    """This run's amounts (steps, inputs, rate, seed) with the saved hybrid's shape; a conflicting shape is an error."""
+    from dataclasses import replace
+
+    if config.target_blocks and config.target_blocks != saved.target_blocks:
+        raise ValueError(f"target_blocks {config.target_blocks} differs from the hybrid to continue ({saved.target_blocks})")
+    shape = ("layers", "hidden", "heads", "intermediate", "projector", "add_token_embeddings", "copy", "encoder_layer",
+             "decoder_init", "target_blocks")
+    return replace(config, **{name: getattr(saved, name) for name in shape})
+
+
+def _special_ids(path: Path, target: LoadedModel | None) -> list[int]:
+    """The special token ids the copy head must not copy: the target's, else those of the tokenizer saved beside the hybrid."""
+    if target is not None:
+        return list(target.tokenizer.all_special_ids)
+    if not (path / "tokenizer_config.json").is_file():
+        return []
+    from transformers import AutoTokenizer
+
+    return list(AutoTokenizer.from_pretrained(path).all_special_ids)
 
 
 def _examples(lm: LoadedModel, corpus: Corpus, config: HybridConfig) -> tuple[list[list[int]], list[tuple[int, list[int]]]]:
@@ -378,6 +405,10 @@ def train_hybrid(
     t0 = time.perf_counter()
     lm = load_model(target, device=device, dtype=torch.float32, trust_remote_code=trust_remote_code)
     lm.model.requires_grad_(False)  # frozen: only the projector and the decoder train
+    saved = None
+    if config.continue_from:
+        saved = HybridModel.load(config.continue_from, lm, device=lm.device)
+        config = _continued_config(config, saved.config)
     blocks = lm.model.config.num_hidden_layers
     if config.encoder_layer is not None and config.encoder_layer > blocks:
         raise ValueError(f"encoder_layer {config.encoder_layer} is past the target's {blocks} blocks")
@@ -386,26 +417,36 @@ def train_hybrid(
     (out_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     run_file.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
 
-    # 1. The decoder (fresh with PCA embeddings, a trained draft model, or blocks cut from the target) and the projector.
+    # 1. The decoder (fresh with PCA embeddings, a trained draft model, blocks cut from the target, or a saved
+    #    hybrid's), the projector and the copy head.
     torch.manual_seed(config.seed)
+    vocab = lm.model.get_input_embeddings().weight.shape[0]
+    if saved is not None:
+        decoder, projector, copy_head = saved.decoder, saved.projector, saved.copy_head
+    else:
+        if config.target_blocks:
+            decoder = slice_target(lm.model, config.target_blocks)
+        elif config.decoder_init:
+            decoder = load_draft_model(config.decoder_init, lm)
+        else:
+            shape = DraftConfig(layers=config.layers, hidden=config.hidden, heads=config.heads, intermediate=config.intermediate, seed=config.seed)
+            decoder = build_draft_model(lm.model, shape).to(lm.device)
+        projector = make_projector(config.projector, lm.model.config.hidden_size, decoder.config.hidden_size).to(lm.device)
+        copy_head = None
+        if config.copy:
+            from tasc.copy_head import CopyHead, bare_token_ids
+
+            copy_head = CopyHead(decoder.config.hidden_size, bare_token_ids(lm.tokenizer, min(vocab, len(lm.tokenizer)))).to(lm.device)
+    for part in (decoder, projector, copy_head):
+        if part is not None:
+            part.requires_grad_(True)
     if config.target_blocks:
-        decoder = slice_target(lm.model, config.target_blocks).requires_grad_(True)
         # The target's embeddings (and tied LM head) already fit this vocabulary: frozen, they keep the
         # vocabulary logits on the scale the copy head mixes with, and skip a vocab x hidden gradient.
         decoder.get_input_embeddings().requires_grad_(False)
         decoder.get_output_embeddings().requires_grad_(False)
-    elif config.decoder_init:
-        decoder = load_draft_model(config.decoder_init, lm)
-    else:
-        shape = DraftConfig(layers=config.layers, hidden=config.hidden, heads=config.heads, intermediate=config.intermediate, seed=config.seed)
-        decoder = build_draft_model(lm.model, shape).to(lm.device)
-    projector = make_projector(config.projector, lm.model.config.hidden_size, decoder.config.hidden_size).to(lm.device)
-    vocab = lm.model.get_input_embeddings().weight.shape[0]
-    copy_head = None
-    if config.copy:
-        from tasc.copy_head import CopyHead, bare_token_ids
-
-        copy_head = CopyHead(decoder.config.hidden_size, bare_token_ids(lm.tokenizer, min(vocab, len(lm.tokenizer)))).to(lm.device)
+    if copy_head is not None:
+        copy_head.block(lm.tokenizer.all_special_ids if config.block_special_copies else [])
     meta = {"target": target, "target_hidden_size": lm.model.config.hidden_size,
             "target_vocab_size": vocab, "prompt_format": lm.prompt_format.to_dict()}
     hybrid = HybridModel(decoder, projector, config, meta, copy_head)

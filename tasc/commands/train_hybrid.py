@@ -25,6 +25,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--decoder-init", metavar="DIR", help="start the decoder from a draft model (tasc train-draft) of this target")
     p.add_argument("--target-blocks", type=int, default=0, metavar="N",
                    help="cut the decoder from the target: N of its blocks, spread evenly, with its embeddings (frozen)")
+    p.add_argument("--continue-from", metavar="DIR",
+                   help="train a saved hybrid further (its decoder, projector and copy head; its shape settings apply)")
     p.add_argument("--layers", type=int, default=2, help="decoder blocks, when not --decoder-init (default 2)")
     p.add_argument("--hidden", type=int, default=256, help="decoder hidden size, when not --decoder-init (default 256)")
     p.add_argument("--heads", type=int, default=4, help="decoder attention heads (default 4)")
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     config = HybridConfig(
         layers=args.layers, hidden=args.hidden, heads=args.heads, projector=args.projector, copy=args.copy, encoder_layer=args.encoder_layer, decoder_init=args.decoder_init,
-        target_blocks=args.target_blocks,
+        target_blocks=args.target_blocks, continue_from=args.continue_from,
         max_inputs=args.max_inputs, steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         save_every=args.save_every, seed=args.seed,
     )

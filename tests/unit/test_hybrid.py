@@ -265,3 +265,58 @@ def test_train_hybrid_with_target_blocks_freezes_the_embeddings(tmp_path, tiny_m
     assert 1 <= len(model.generate(tiny_lm.model, ids, 12, tiny_lm.eos_token_id).tokens) <= 12
     with pytest.raises(ValueError, match="choose one decoder start"):
         HybridConfig(target_blocks=2, decoder_init="x").check()
+
+
+def test_continue_from_trains_a_saved_hybrid_further_with_its_shape(tmp_path, tiny_model_dir, corpus_file):
+    corpus = load_corpus(corpus_file)
+    first = train_hybrid(str(tiny_model_dir), corpus, tmp_path / "first", HybridConfig(**{**TINY, "target_blocks": 1}), device="cpu")
+    # The shape comes from the saved hybrid: layers/hidden given here are replaced, not applied.
+    config = HybridConfig(**{**TINY, "layers": 3, "hidden": 64, "steps": 4, "continue_from": str(tmp_path / "first")})
+    second = train_hybrid(str(tiny_model_dir), corpus, tmp_path / "second", config, device="cpu")
+    assert second["losses"][0][1] < first["losses"][0][1]  # it starts where the first run ended, not from scratch
+    saved = read_meta(tmp_path / "second")["hybrid"]
+    assert saved["target_blocks"] == 1 and saved["continue_from"] == str(tmp_path / "first")
+    assert HybridModel.load(tmp_path / "second", load_model(str(tiny_model_dir), device="cpu")).decoder.config.num_hidden_layers == 1
+    meta = read_meta(tmp_path / "first")
+    assert meta["hybrid"]["block_special_copies"]
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    assert HybridModel.load(tmp_path / "first", lm).copy_head.blocked_ids.tolist() == sorted(lm.tokenizer.all_special_ids)
+    assert HybridModel.load(tmp_path / "first").copy_head.blocked_ids.numel() > 0  # without a target: the saved tokenizer's
+    del meta["hybrid"]["block_special_copies"]  # as hybrids saved before it were: trained with specials copyable
+    write_meta(tmp_path / "first", meta)
+    assert HybridModel.load(tmp_path / "first", lm).copy_head.blocked_ids.numel() == 0
+    with pytest.raises(ValueError, match="target_blocks 2 differs"):
+        train_hybrid(str(tiny_model_dir), corpus, tmp_path / "third", HybridConfig(**{**TINY, "target_blocks": 2,
+                     "continue_from": str(tmp_path / "first")}), device="cpu")
+    with pytest.raises(ValueError, match="choose one start"):
+        HybridConfig(continue_from="a", decoder_init="b").check()
+
+
+def test_the_copy_head_never_copies_special_tokens(tiny_lm):
+    from tasc.copy_head import CopyHead, bare_token_ids
+
+    vocab = tiny_lm.model.get_input_embeddings().weight.shape[0]
+    head = CopyHead(8, bare_token_ids(tiny_lm.tokenizer, min(vocab, len(tiny_lm.tokenizer)))).eval()
+    words = tiny_lm.tokenizer("play jazz", add_special_tokens=False)["input_ids"]
+    eos = tiny_lm.eos_token_id
+    assert eos in tiny_lm.tokenizer.all_special_ids
+    ids = torch.tensor(words + [eos] + words)  # a chat template's end-of-turn token (also EOS) inside the prompt
+    hidden = torch.randn(len(ids), 8)
+
+    logits = torch.full((vocab,), -1e4)
+    logits[words[0]] = 0.0  # the vocabulary channel writes one other token: any mass on EOS is copied
+
+    def copy_mass(head: CopyHead) -> torch.Tensor:
+        with torch.no_grad():
+            probs = head.probs(hidden[-1], logits, head.prompt(hidden, ids), int(ids[-1]))
+        return probs[eos]
+
+    def train_log_prob(head: CopyHead) -> float:
+        prompt = head.prompt(hidden[None], ids[None]).rows(torch.tensor([0]))
+        with torch.no_grad():
+            return head.log_prob(hidden[-1:], logits[None], torch.tensor([eos]), prompt, torch.ones(1, len(ids), dtype=torch.bool),
+                                 ids[-1:]).item()
+
+    assert copy_mass(head) > 0 and train_log_prob(head) > -10  # unblocked, the head copies the special token
+    head.block(tiny_lm.tokenizer.all_special_ids)
+    assert copy_mass(head) == 0 and train_log_prob(head) < -20  # blocked (log of the 1e-9 floor), in decoding and in the training loss
