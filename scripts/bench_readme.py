@@ -106,7 +106,10 @@ def main() -> None:
                   f"Measured {machine_line(tascft['machine'])}; {costs}. `identical to greedy` of the tasc-ft methods is "
                   "against the enriched model's own greedy ids.", "",
                   bench_table([(f"SNIPS valid {prompts_label(r)}", r) for r in (tascft, load("bench-snips-tascft-100.json")) if r], quality=True), ""]
-    modes = [(f"{title} {prompts_label(r)}", r) for title, name in (("SNIPS valid", "bench-snips-modes.json"), ("E2E held-out", "bench-e2e-modes.json"),
+    cont = "hybrid decoder = 6 target blocks, 1200 + 1000 steps (snips-hybrid-b6-cont)"
+    modes = [(f"{title} {prompts_label(r)}", r) for title, name in ((f"SNIPS valid, every mode, {cont}", "bench-snips-modes-b6.json"),
+                                            ("E2E held-out, every mode, hybrid 1000 steps (e2e-hybrid-1000)", "bench-e2e-modes-1000.json"),
+                                            ("SNIPS valid", "bench-snips-modes.json"), ("E2E held-out", "bench-e2e-modes.json"),
                                             ("SNIPS valid, hybrid without copy head, 4000 inputs, 1000 steps", "bench-snips-hybrid-1000.json"),
                                             ("E2E held-out, hybrid without copy head, 1000 steps", "bench-e2e-hybrid-1000.json"),
                                             ("SNIPS valid, hybrid with copy head, 300 steps", "bench-snips-hybrid-copy.json"),
@@ -117,11 +120,15 @@ def main() -> None:
                                             ("SNIPS valid, hybrid decoder = 6 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b6-all.json"),
                                             ("SNIPS valid, hybrid decoder = 6 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b6-all-100.json"),
                                             ("SNIPS valid, hybrid decoder = 8 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b8-all.json"),
-                                            ("SNIPS valid, hybrid decoder = 8 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b8-all-100.json"))
+                                            ("SNIPS valid, hybrid decoder = 8 target blocks, all 12859 inputs, 1200 steps", "bench-snips-hybrid-b8-all-100.json"),
+                                            (f"SNIPS valid, {cont}", "bench-snips-hybrid-b6-cont.json"),
+                                            (f"SNIPS valid, {cont}", "bench-snips-hybrid-b6-cont-100.json"),
+                                            (f"SNIPS valid, every input, {cont}", "bench-snips-hybrid-b6-cont-all.json"))
              if (r := load(name))]
     if modes:
         costs = "; ".join(f"{n}: {training_cost(n + '.json')}" for n in ("snips-draft", "snips-hybrid", "snips-hybrid-1000", "snips-hybrid-copy", "snips-hybrid-l20",
-                                                                       "snips-hybrid-copy-1000", "snips-hybrid-b6", "snips-hybrid-b6-8k", "snips-hybrid-b6-all", "snips-hybrid-b8-all", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
+                                                                       "snips-hybrid-copy-1000", "snips-hybrid-b6", "snips-hybrid-b6-8k", "snips-hybrid-b6-all", "snips-hybrid-b8-all",
+                                                                       "snips-hybrid-b6-cont", "e2e-draft", "e2e-hybrid", "e2e-hybrid-1000")
                           if load(n + ".json"))
         parts += ["### Comparison modes: trained draft model and hybrid", "", f"Measured {machine_line(modes[0][1]['machine'])}. {KERNELS} Training cost: {costs}. The hybrid rows of 'SNIPS valid' and 'E2E held-out' "
                   "and the 'without copy head' rows were trained with `--no-copy` (before the copy head existed).", "",

@@ -54,6 +54,8 @@ step runs/snips-hybrid-1000.json train-hybrid --target runs/snips-ft --corpus $D
 step runs/bench-snips-hybrid-1000.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-1000
 step runs/e2e-hybrid-1000.json train-hybrid --target runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split train --decoder-init runs/e2e-draft --no-copy --steps 1000 --out runs/e2e-hybrid-1000 --resume
 step runs/bench-e2e-hybrid-1000.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/e2e-hybrid-1000
+# Every mode in one run, with the 1000-step hybrid.
+step runs/bench-e2e-modes-1000.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods $MODES --draft-model runs/e2e-draft --hybrid-model runs/e2e-hybrid-1000
 # The hybrid with the copy head (the default): 300 steps, the same with mid-layer (20 of 30) target states, and 1000 steps on 4000 inputs.
 step runs/snips-hybrid-copy.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --decoder-init runs/snips-draft --out runs/snips-hybrid-copy --resume
 step runs/bench-snips-hybrid-copy.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,hybrid --hybrid-model runs/snips-hybrid-copy
@@ -74,5 +76,13 @@ step runs/bench-snips-hybrid-b6-all-100.json bench --model runs/snips-ft --corpu
 step runs/snips-hybrid-b8-all.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --target-blocks 8 --max-inputs 14000 --steps 1200 --lr 5e-4 --out runs/snips-hybrid-b8-all --resume
 step runs/bench-snips-hybrid-b8-all.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b8-all
 step runs/bench-snips-hybrid-b8-all-100.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 100 --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b8-all
+# ... the 6-block hybrid trained 1000 steps more (lr 3e-4, another data order), its copy head now blind to special
+# tokens (it had ended answers by copying the prompt's <|im_end|>); benchmarked on 50, 100 and all 695 valid inputs,
+# and beside every other mode in one run.
+step runs/snips-hybrid-b6-cont.json train-hybrid --target runs/snips-ft --corpus $DATA/snips/train.jsonl --continue-from runs/snips-hybrid-b6-all --max-inputs 14000 --steps 1000 --lr 3e-4 --seed 1 --out runs/snips-hybrid-b6-cont --resume
+step runs/bench-snips-hybrid-b6-cont.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6-cont
+step runs/bench-snips-hybrid-b6-cont-100.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 100 --methods greedy,greedy-loop,hybrid --hybrid-model runs/snips-hybrid-b6-cont
+step runs/bench-snips-hybrid-b6-cont-all.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 700 --methods greedy,hybrid --hybrid-model runs/snips-hybrid-b6-cont
+step runs/bench-snips-modes-b6.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods $MODES --draft-model runs/snips-draft --hybrid-model runs/snips-hybrid-b6-cont
 
 "$PY" scripts/bench_readme.py

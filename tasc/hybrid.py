@@ -21,7 +21,8 @@ Two choices, and why:
   give directly, leaving the projected states to carry what the target understood.
 - A pointer-generator copy head (`copy`, `tasc.copy_head`): token embeddings alone did not teach a
   2-layer decoder to copy. After 1,000 SNIPS steps it still wrote values it had seen in training
-  ("pop punk" for "classical relaxations", slot F1 0.36).
+  ("pop punk" for "classical relaxations", slot F1 0.36). It never copies special tokens: copying the
+  template's `<|im_end|>` (= EOS) after an input's last word ended answers inside a JSON string.
 """
 
 from __future__ import annotations
