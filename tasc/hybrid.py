@@ -324,7 +324,7 @@ class HybridModel:
             weights = load_file(str(path / COPY_HEAD_FILE))
             copy_head = CopyHead(decoder.config.hidden_size, [NO_TOKEN] * weights["bare_ids"].numel(), weights["query.weight"].shape[0])
             copy_head.load_state_dict(weights)
-            copy_head = copy_head.to(device).eval().block(_special_ids(path, target) if config.block_special_copies else [])
+            copy_head = copy_head.to(device).eval().block(_uncopyable_ids(config, path, target))
         return cls(decoder, projector.to(device).eval(), config, meta, copy_head)
 
 
@@ -339,8 +339,11 @@ def _continued_config(config: HybridConfig, saved: HybridConfig) -> HybridConfig
     return replace(config, **{name: getattr(saved, name) for name in shape})
 
 
-def _special_ids(path: Path, target: LoadedModel | None) -> list[int]:
-    """The special token ids the copy head must not copy: the target's, else those of the tokenizer saved beside the hybrid."""
+def _uncopyable_ids(config: HybridConfig, path: Path, target: LoadedModel | None) -> list[int]:
+    """The ids the copy head must not copy: none unless `block_special_copies`; else the special ids of the
+    target's tokenizer, or of the tokenizer saved beside the hybrid at `path` when no target is given."""
+    if not config.block_special_copies:
+        return []
     if target is not None:
         return list(target.tokenizer.all_special_ids)
     if not (path / "tokenizer_config.json").is_file():
@@ -447,7 +450,7 @@ def train_hybrid(
         decoder.get_input_embeddings().requires_grad_(False)
         decoder.get_output_embeddings().requires_grad_(False)
     if copy_head is not None:
-        copy_head.block(lm.tokenizer.all_special_ids if config.block_special_copies else [])
+        copy_head.block(_uncopyable_ids(config, out_dir, lm))
     meta = {"target": target, "target_hidden_size": lm.model.config.hidden_size,
             "target_vocab_size": vocab, "prompt_format": lm.prompt_format.to_dict()}
     hybrid = HybridModel(decoder, projector, config, meta, copy_head)
