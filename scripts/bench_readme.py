@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasc.report import bench_table, machine_line, replace_section  # noqa: E402
+from tasc.bench.report import bench_table, machine_line, replace_section  # noqa: E402
 
 RUNS = ROOT / "runs"
 QUALITY = {"json": ("slot_f1", "intent_accuracy", "exact_match", "parse_rate"), "text": ("bleu", "chrf")}
@@ -27,7 +27,7 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-KERNELS = ("Rows marked oneDNN ran with oneDNN's packed linears (`tasc/cpu_kernels.py`); unmarked rows are "
+KERNELS = ("Rows marked oneDNN ran with oneDNN's packed linears (`tasc/core/cpu_kernels.py`); unmarked rows are "
            "older runs on PyTorch's default MKL linears, kept for comparison.")
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tasc.corpus import load_corpus, split_by_input  # noqa: E402
-from tasc.ngrams import MiningConfig, mine  # noqa: E402
-from tasc.report import machine_info  # noqa: E402
-from tasc.vocab import TokenizerSegmenter, adoption, load_tokenizer, round_trip_failures  # noqa: E402
+from tasc.bench.report import machine_info  # noqa: E402
+from tasc.core.corpus import load_corpus, split_by_input  # noqa: E402
+from tasc.ft.ngrams import MiningConfig, mine  # noqa: E402
+from tasc.ft.vocab import TokenizerSegmenter, adoption, load_tokenizer, round_trip_failures  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 TARGETS = {"snips": 0.58, "e2e": 0.38}

@@ -69,7 +69,7 @@ def slow_training(monkeypatch, seconds_per_step: float = 0.02) -> None:
     """
     import time
 
-    from tasc import finetune
+    from tasc.ft import finetune
 
     collate = finetune.PadCollator.__call__
 

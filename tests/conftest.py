@@ -38,7 +38,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A directory holding a tiny random Llama + BPE tokenizer, loadable by `tasc.models.load_model`."""
+    """A directory holding a tiny random Llama + BPE tokenizer, loadable by `tasc.core.models.load_model`."""
     from tests.tiny import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("tiny") / "model")
@@ -46,8 +46,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_lm(tiny_model_dir):
-    """The tiny model loaded on CPU as a `tasc.models.LoadedModel`."""
-    from tasc.models import load_model
+    """The tiny model loaded on CPU as a `tasc.core.models.LoadedModel`."""
+    from tasc.core.models import load_model
 
     return load_model(str(tiny_model_dir), device="cpu")
 
@@ -60,7 +60,7 @@ def real_home() -> Path:
 @pytest.fixture(scope="session")
 def real_model_dir() -> Path:
     """The real SmolLM2-135M as a safetensors directory (converted from the GGUF once, then cached)."""
-    from tasc.models import cached_model_dir
+    from tasc.core.models import cached_model_dir
 
     mp = pytest.MonkeyPatch()
     mp.setenv("TASC_HOME", str(real_home()))
@@ -73,6 +73,6 @@ def real_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def real_lm(real_model_dir):
     """The real SmolLM2-135M loaded on CPU."""
-    from tasc.models import load_model
+    from tasc.core.models import load_model
 
     return load_model(str(real_model_dir), device="cpu")

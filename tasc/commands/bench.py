@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasc.cli import add_common, add_model_options, add_split_options, progress_bar
+from tasc.commands.options import add_common, add_model_options, add_split_options, progress_bar
+from tasc.methods import DEFAULT_BENCH_METHODS, METHODS
 
 
 def register(subparsers: Any) -> None:
@@ -19,7 +20,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--prompts", required=True, help="JSONL/CSV of held-out rows with an `input` column")
     p.add_argument("--n", type=int, default=50, help="number of prompts (default 50)")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--methods", default="greedy,greedy-loop,pld,tasc-spec", help="comma-separated; see README")
+    p.add_argument("--methods", default=",".join(DEFAULT_BENCH_METHODS), help=f"comma-separated, from: {', '.join(METHODS)}")
     p.add_argument("--shots", type=int, default=0, help="few-shot examples from the corpus (for models without a stored prompt format)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up prompts")
     p.add_argument("--html", help="plot file (default: next to --json, .html)")
@@ -33,6 +34,8 @@ def register(subparsers: Any) -> None:
                    help="measure the verify-cost curve first and cut TASC drafts where tokens per unit of cost peak (default: a fixed per-token cost)")
     p.add_argument("--no-prefix-cache", dest="prefix_cache", action="store_false",
                    help="prefill every prompt whole (default: the prefix all prompts share is run once per model and its cache reused)")
+    p.add_argument("--no-static-cache", dest="static_cache", action="store_false",
+                   help="our loop keeps transformers' DynamicCache (default: a preallocated KV cache, tasc/spec/kv_cache.py)")
     p.add_argument("--ft-model", metavar="DIR", help="enriched fine-tuned model (tasc enrich + finetune) for tasc-ft, tasc-ft+spec")
     add_split_options(p, (("--corpus-split", "part of --corpus to draft from (split by input)"),
                           ("--prompts-split", "part of --prompts to answer (split by input)")))
@@ -41,15 +44,19 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load model, corpus and prompts; run the benchmark; print the table; save the plots."""
-    from tasc.bench import BenchConfig, format_table, overlap_warning, run_bench
-    from tasc.corpus import load_corpus, references_by_input, select_split
-    from tasc.drafts import SpecConfig
-    from tasc.models import load_model
+    from tasc.bench.bench import BenchConfig, format_table, overlap_warning, run_bench
+    from tasc.core.corpus import load_corpus, references_by_input, select_split
+    from tasc.core.models import load_model
+    from tasc.spec.decode import DecodeConfig
+    from tasc.spec.drafts import SpecConfig
 
-    if args.n < 1 or args.max_new_tokens < 1:
-        raise ValueError("--n and --max-new-tokens must be at least 1")
-    if args.tree_branches < 0 or args.neighbours < 0:
-        raise ValueError("--tree-branches and --neighbours must be >= 0")
+    if args.n < 1:
+        raise ValueError(f"--n must be at least 1, got {args.n}")
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    config = BenchConfig(methods=methods, decode=DecodeConfig(args.max_new_tokens, static_cache=args.static_cache), warmup=args.warmup,
+                         draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model,
+                         cost_curve=args.cost_curve, prefix_cache=args.prefix_cache,
+                         spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours)).check()
     corpus = select_split(load_corpus(args.corpus), args.corpus_split, args.heldout_fraction, args.split_seed)
     prompts = select_split(load_corpus(args.prompts), args.prompts_split, args.heldout_fraction, args.split_seed)
     if prompts.inputs is None:
@@ -66,10 +73,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if corpus.inputs is None:
             raise ValueError("--shots needs a corpus with inputs")
         lm.prompt_format = lm.prompt_format.with_shots(corpus.pairs()[: args.shots])
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    config = BenchConfig(methods=methods, max_new_tokens=args.max_new_tokens, warmup=args.warmup,
-                         draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model,
-                         cost_curve=args.cost_curve, prefix_cache=args.prefix_cache, spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours))
 
     on_progress, close = progress_bar("bench")
     try:
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(format_table(report))
     html = args.html or (str(Path(args.json).with_suffix(".html")) if args.json else None)
     if html:
-        from tasc.plots import write_bench_html
+        from tasc.bench.plots import write_bench_html
 
         write_bench_html(report, html)
         print(f"plots: {html}", file=sys.stderr)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tasc.cli import add_common, add_model_options, progress_bar
+from tasc.commands.options import add_common, add_model_options, progress_bar
 
 
 def register(subparsers: Any) -> None:
@@ -25,9 +25,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Answer each input not yet in --out and append it there."""
-    from tasc.corpus import load_corpus
-    from tasc.distill import distill
-    from tasc.models import load_model
+    from tasc.core.corpus import load_corpus
+    from tasc.core.models import load_model
+    from tasc.ft.distill import distill
 
     source = load_corpus(args.inputs)
     # A file of bare lines has outputs only: those lines are the inputs.

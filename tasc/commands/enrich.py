@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from tasc.cli import add_common
-from tasc.commands.mine import (
+from tasc.commands.options import (
+    add_common,
     add_mining_options,
     format_rounds,
     format_table,
@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Mine, enrich, save; print the added strings and the compression per round."""
     from tqdm import tqdm
 
-    from tasc.progress import Progress
-    from tasc.vocab import enrich
+    from tasc.core.progress import Progress
+    from tasc.ft.vocab import enrich
 
     config = mining_config(args)
     texts, heldout = split_texts(args)

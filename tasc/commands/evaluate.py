@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tasc.cli import (
+from tasc.commands.options import (
     add_common,
     add_model_options,
     add_split_options,
@@ -29,9 +29,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Answer the held-out inputs and print the scores."""
-    from tasc.corpus import load_corpus
-    from tasc.evaluate import evaluate
-    from tasc.models import load_model
+    from tasc.bench.evaluate import evaluate
+    from tasc.core.corpus import load_corpus
+    from tasc.core.models import load_model
 
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tasc.cli import (
+from tasc.commands.options import (
     add_common,
     add_model_options,
     add_split_options,
+    add_training_options,
     load_corpus_split,
     progress_bar,
 )
@@ -23,21 +24,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--corpus", required=True, help="training rows with input and output (jsonl/csv/tsv)")
     p.add_argument("--out", required=True, help="output model directory (checkpoints go to OUT/checkpoints)")
     p.add_argument("--enriched", metavar="DIR", help="an enriched model directory from `tasc enrich` (replaces --model)")
-    p.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 2e-4 full, 1e-3 LoRA)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
     p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--save-every", type=int, default=50, help="checkpoint interval in steps")
     p.add_argument("--max-length", type=int, default=256, help="prompt + answer tokens per example")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    add_training_options(p, steps=200, steps_help="optimiser steps (default 200)", batch_size=8,
+                         lr=None, lr_help="learning rate (default 2e-4 full, 1e-3 LoRA)",
+                         resume_help="continue from the last checkpoint in --out")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load the corpus, train with a tqdm bar on stderr, print the result's figures."""
-    from tasc.finetune import FinetuneConfig, finetune
+    from tasc.ft.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, lora=args.lora, lora_rank=args.lora_rank,

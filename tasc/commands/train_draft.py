@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tasc.cli import (
+from tasc.commands.options import (
     add_common,
     add_model_options,
     add_split_options,
+    add_training_options,
     load_corpus_split,
     progress_bar,
 )
@@ -27,18 +28,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
     p.add_argument("--pretrain-texts", type=int, default=128, help="rows the target writes for pretraining (default 128)")
     p.add_argument("--pretrain-steps", type=int, default=100, help="optimiser steps on the target's text (default 100; 0 skips)")
-    p.add_argument("--steps", type=int, default=300, help="optimiser steps on the task corpus (default 300)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the task fine-tune (default 1e-3)")
-    p.add_argument("--save-every", type=int, default=50, help="checkpoint interval in steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    add_training_options(p, steps=300, steps_help="optimiser steps on the task corpus (default 300)", batch_size=16,
+                         lr=1e-3, lr_help="peak learning rate of the task fine-tune (default 1e-3)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train the draft model and print where it went."""
-    from tasc.draft_model import DraftConfig, train_draft
+    from tasc.compare.draft_model import DraftConfig, train_draft
 
     config = DraftConfig(
         layers=args.layers, hidden=args.hidden, heads=args.heads, pretrain_texts=args.pretrain_texts,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tasc.cli import (
+from tasc.commands.options import (
     add_common,
     add_model_options,
     add_split_options,
+    add_training_options,
     load_corpus_split,
     progress_bar,
 )
@@ -36,18 +37,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-copy", dest="copy", action="store_false",
                    help="no pointer-generator copy head: the decoder writes every token from its vocabulary")
     p.add_argument("--max-inputs", type=int, default=1000, help="distinct training inputs the target encodes (default 1000)")
-    p.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    p.add_argument("--save-every", type=int, default=50, help="checkpoint interval in steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    add_training_options(p, steps=300, steps_help="optimiser steps (default 300)", batch_size=16,
+                         lr=1e-3, lr_help="peak learning rate (default 1e-3)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train the hybrid and print where it went."""
-    from tasc.hybrid import HybridConfig, train_hybrid
+    from tasc.compare.hybrid import HybridConfig, train_hybrid
 
     config = HybridConfig(
         layers=args.layers, hidden=args.hidden, heads=args.heads, projector=args.projector, copy=args.copy, encoder_layer=args.encoder_layer, decoder_init=args.decoder_init,

@@ -11,9 +11,13 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app
+from studio import compare_training, tab_arena, tab_corpus
+from tasc.methods import DEFAULT_BENCH_METHODS
 from tests.app_harness import running_app, slow_training
 
-SPEC = app.ARENA_SPEC
+# The Arena's methods by registry name (`tasc.methods`): the API takes names, the picker shows labels.
+SPEC, LOOKUP, FT, FT_SPEC = "tasc-spec", "tasc-context", "tasc-ft", "tasc-ft+spec"
+DRAFT, DRAFT_TASC, HYBRID = "draft-model", "draft-model+tasc", "hybrid"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def test_corpus_example_loads_with_stats_preview_and_heldout_prompts(client):
     summary, preview, export, heldout, prompt = client.predict("support_tickets.jsonl", api_name="/use_example")
     assert "support_tickets.jsonl" in summary and "150 rows" in summary and "held out" in summary
     assert "base tokens per output" in summary
-    assert preview["headers"] == ["input", "output"] and len(preview["data"]) == app.PREVIEW_ROWS
+    assert preview["headers"] == ["input", "output"] and len(preview["data"]) == tab_corpus.PREVIEW_ROWS
     assert prompt and prompt in [c[1] for c in heldout["choices"]]
     assert value(export).endswith("support_tickets.csv")
 
@@ -99,7 +103,7 @@ def test_arena_streams_both_panes_and_shows_identical_output(client):
 
 def test_arena_prompt_lookup_method_and_typed_prompt(client):
     client.predict("weather_reports.jsonl", api_name="/use_example")
-    _, final = arena(client, "city[Oslo], condition[snow], high[2], low[-4]", method=app.ARENA_LOOKUP, max_new=24)
+    _, final = arena(client, "city[Oslo], condition[snow], high[2], low[-4]", method=LOOKUP, max_new=24)
     assert "identical output ✓" in final[4]
     assert "corpus" not in {s["class_or_confidence"] for s in final[2]}  # prompt lookup never drafts from the corpus
 
@@ -108,7 +112,7 @@ def test_arena_prompt_lookup_method_and_typed_prompt(client):
     ("", SPEC, "Type a prompt"),
     ("x" * 5000, SPEC, "at most 4,000"),
     ("hello", "magic", "Unknown method"),
-    ("hello", app.ARENA_FT, "No fine-tuned model"),
+    ("hello", FT, "No fine-tuned model"),
 ])
 def test_arena_bad_requests_get_clear_messages(client, prompt, method, message):
     client.predict("weather_reports.jsonl", api_name="/use_example")
@@ -130,7 +134,7 @@ def test_benchmark_runs_on_heldout_prompts(client):
     status, table, plot = client.predict(2, 16, 1, api_name="/benchmark")
     assert status.startswith("Done: 2 held-out prompts")
     methods = [row[0] for row in table["data"]]
-    assert methods == list(app.BENCH_METHODS)
+    assert methods == list(DEFAULT_BENCH_METHODS)
     assert all(row[-1] == "100%" for row in table["data"])  # every method is lossless
     assert json.loads(plot["plot"])["data"]
 
@@ -138,15 +142,15 @@ def test_benchmark_runs_on_heldout_prompts(client):
 def test_stopping_a_stream_frees_its_generation(served):
     c = Client(served.url, verbose=False)
     c.predict("weather_reports.jsonl", api_name="/use_example")
-    job = c.submit("city[Oslo], condition[snow], high[2], low[-4]", app.ARENA_LOOKUP, None, 256, 0, api_name="/arena")
+    job = c.submit("city[Oslo], condition[snow], high[2], low[-4]", LOOKUP, None, 256, 0, api_name="/arena")
     for _ in job:
         break  # first streamed update
     job.cancel()
     for _ in range(100):
-        if not app.ACTIVE_GENERATIONS:
+        if not tab_arena.ACTIVE_GENERATIONS:
             break
         time.sleep(0.05)
-    assert app.ACTIVE_GENERATIONS == {}
+    assert tab_arena.ACTIVE_GENERATIONS == {}
 
 
 def follow(job, until: str | None = None):
@@ -169,8 +173,8 @@ def test_finetune_lists_the_model_and_the_arena_races_it(served, tiny_model_dir)
     assert "fine-tuned #1 (LoRA, 4 steps" in models_md
     label = value(ft_model)
     assert label.startswith("fine-tuned #1")
-    assert app.ARENA_FT_SPEC in [c[0] for c in methods["choices"]]
-    _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", app.ARENA_FT_SPEC, 24, 0, ft_model=label)
+    assert FT_SPEC in [c[1] for c in methods["choices"]]  # (label, name)
+    _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", FT_SPEC, 24, 0, ft_model=label)
     assert "fine-tuned" in final[4] and "tokens/s" in final[3]
     (model,) = [m for s in app.store()._sessions.values() for m in s.models.values()]
     assert (model.path / "model.safetensors").is_file() and (model.path / "tasc.json").is_file()
@@ -224,7 +228,7 @@ def test_vocabulary_mine_tokenise_enrich_then_finetune_the_enriched_model(served
     assert status.startswith("✓ Done: 2 steps")
     (ft,) = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "finetuned"
              and "enriched" in json.loads((m.path / "tasc.json").read_text())]
-    _, final = arena(c, "Hi, my Volt USB-C hub is broken, order A1234567.", app.ARENA_FT_SPEC, 16, 0, ft_model=ft.label)
+    _, final = arena(c, "Hi, my Volt USB-C hub is broken, order A1234567.", FT_SPEC, 16, 0, ft_model=ft.label)
     assert "tokens/s" in final[3]
 
 
@@ -240,8 +244,8 @@ def test_vocabulary_needs_a_corpus_and_finetune_needs_a_known_model(served):
 @pytest.fixture(scope="module")
 def trained_dirs(tiny_model_dir, tmp_path_factory):
     """A draft model (the tiny model itself: same vocabulary) and a freshly built tiny hybrid."""
-    from tasc.hybrid import HybridConfig, HybridModel, make_projector
-    from tasc.models import load_model
+    from tasc.compare.hybrid import HybridConfig, HybridModel, make_projector
+    from tasc.core.models import load_model
     from tests.tiny import make_tiny_model
 
     lm = load_model(str(tiny_model_dir), device="cpu")
@@ -258,16 +262,16 @@ def test_arena_offers_and_runs_draft_model_and_hybrid_modes_when_given(served, t
     c = Client(served.url, verbose=False)
     c.predict("weather_reports.jsonl", api_name="/use_example")
     with pytest.raises(AppError, match="TASC_APP_DRAFT_MODEL"):
-        arena(c, "city[Oslo], condition[snow], high[2], low[-4]", app.ARENA_DRAFT)
+        arena(c, "city[Oslo], condition[snow], high[2], low[-4]", DRAFT)
     monkeypatch.setenv("TASC_APP_DRAFT_MODEL", draft_dir)
     monkeypatch.setenv("TASC_APP_HYBRID_MODEL", hybrid_dir)
-    assert {app.ARENA_DRAFT, app.ARENA_DRAFT_TASC, app.ARENA_HYBRID} <= set(app.arena_methods(None))
-    for method in (app.ARENA_DRAFT, app.ARENA_DRAFT_TASC):
+    assert {DRAFT, DRAFT_TASC, HYBRID} <= {m.name for m in tab_arena.offered_methods(None)}
+    for method in (DRAFT, DRAFT_TASC):
         _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", method, 24)
         assert "identical output ✓" in final[4], method
-        if method == app.ARENA_DRAFT:  # the draft model is the target itself here: every draft is accepted
+        if method == DRAFT:  # the draft model is the target itself here: every draft is accepted
             assert "draft-model" in {s["class_or_confidence"] for s in final[2]}
-    _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", app.ARENA_HYBRID, 24)
+    _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", HYBRID, 24)
     assert "hybrid" in final[4] and "1 forward passes" in final[3]
 
 
@@ -275,30 +279,30 @@ def test_finetune_tab_trains_a_draft_model_and_a_hybrid_that_the_arena_then_race
     prompt = "city[Oslo], condition[snow], high[2], low[-4]"
     client.predict("weather_reports.jsonl", api_name="/use_example")
     with pytest.raises(AppError, match="Fine-tune tab"):
-        arena(client, prompt, app.ARENA_DRAFT)
-    status, _, methods = client.predict(app.TRAIN_DRAFT, 10, api_name="/train_compare")
+        arena(client, prompt, DRAFT)
+    status, _, methods = client.predict(compare_training.TRAIN_DRAFT, 10, api_name="/train_compare")
     assert "Done" in status and "draft model" in status, status
-    offered = {c[0] if isinstance(c, (list, tuple)) else c for c in methods["choices"]}
-    assert {app.ARENA_DRAFT, app.ARENA_DRAFT_TASC} <= offered and app.ARENA_HYBRID not in offered
-    _, final = arena(client, prompt, app.ARENA_DRAFT, 24)
+    offered = {c[1] for c in methods["choices"]}  # (label, name)
+    assert {DRAFT, DRAFT_TASC} <= offered and HYBRID not in offered
+    _, final = arena(client, prompt, DRAFT, 24)
     assert "identical output ✓" in final[4]
 
-    status, _, methods = client.predict(app.TRAIN_HYBRID, 10, api_name="/train_compare")
+    status, _, methods = client.predict(compare_training.TRAIN_HYBRID, 10, api_name="/train_compare")
     assert "Done" in status and "hybrid" in status, status
-    assert app.ARENA_HYBRID in {c[0] if isinstance(c, (list, tuple)) else c for c in methods["choices"]}
+    assert HYBRID in {c[1] for c in methods["choices"]}
     (hybrid,) = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "hybrid"]
     (draft,) = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "draft"]
     # the hybrid's decoder started from the session's draft model
     assert json.loads((hybrid.path / "tasc.json").read_text())["hybrid"]["decoder_init"] == str(draft.path)
-    _, final = arena(client, prompt, app.ARENA_HYBRID, 24)
+    _, final = arena(client, prompt, HYBRID, 24)
     assert "hybrid" in final[4] and "1 forward passes" in final[3]
 
-    status, _, _ = client.predict(app.TRAIN_HYBRID_BLOCKS, 10, api_name="/train_compare")
+    status, _, _ = client.predict(compare_training.TRAIN_HYBRID_BLOCKS, 10, api_name="/train_compare")
     assert "Done" in status and "hybrid" in status, status
     newest = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "hybrid"][-1]
     settings = json.loads((newest.path / "tasc.json").read_text())["hybrid"]
     blocks = app.pool().get().model.config.num_hidden_layers  # the tiny app model has fewer than 6
-    assert settings["target_blocks"] == min(app.HYBRID_BLOCKS, blocks) > 0 and settings["decoder_init"] is None
-    _, final = arena(client, prompt, app.ARENA_HYBRID, 24)  # the Arena races the newest hybrid
+    assert settings["target_blocks"] == min(compare_training.HYBRID_BLOCKS, blocks) > 0 and settings["decoder_init"] is None
+    _, final = arena(client, prompt, HYBRID, 24)  # the Arena races the newest hybrid
     assert "hybrid" in final[4] and "1 forward passes" in final[3]
     assert client.predict(api_name="/train_compare_stop") == "No draft/hybrid training is running."

@@ -21,6 +21,7 @@ import pytest
 from gradio_client import Client
 
 import app
+from studio import app_state, tab_arena
 from tests.app_harness import running_app
 
 N_CLIENTS = 8
@@ -37,7 +38,7 @@ def live_caches() -> int:
     """KV caches alive in this process, other than the models' shared prompt-prefix caches (one per model and format)."""
     from transformers import DynamicCache
 
-    from tasc.decode import _SHARED_PREFIXES
+    from tasc.spec.decode import _SHARED_PREFIXES
 
     gc.collect()
     shared = {id(p.cache) for caches in _SHARED_PREFIXES.values() for p in caches.values()}
@@ -59,7 +60,7 @@ def arena_ttft(url: str, results: list, errors: list, start: threading.Barrier) 
         c.predict("weather_reports.jsonl", api_name="/use_example")
         start.wait(60)
         t0 = time.perf_counter()
-        job = c.submit(PROMPT, app.ARENA_SPEC, None, 48, 2, api_name="/arena")
+        job = c.submit(PROMPT, "tasc-spec", None, 48, 2, api_name="/arena")
         ttft = None
         for update in job:
             if ttft is None and (update[0] or update[2]):
@@ -73,7 +74,7 @@ def arena_ttft(url: str, results: list, errors: list, start: threading.Barrier) 
 def disconnect_mid_stream(url: str) -> None:
     """Start an Arena request over the raw HTTP API and drop the connection after the first update."""
     session = uuid.uuid4().hex
-    r = httpx.post(f"{url}gradio_api/call/arena", json={"data": [PROMPT, app.ARENA_LOOKUP, None, 256, 0],
+    r = httpx.post(f"{url}gradio_api/call/arena", json={"data": [PROMPT, "tasc-context", None, 256, 0],
                                                          "session_hash": session}, timeout=30)
     event_id = r.json()["event_id"]
     with httpx.stream("GET", f"{url}gradio_api/call/arena/{event_id}", timeout=60) as stream:
@@ -94,7 +95,7 @@ def test_eight_arena_clients_during_a_finetune(model_dir, tmp_path):
     with running_app(model_dir, tmp_path / "app") as ra:
         owner = Client(ra.url, verbose=False)
         owner.predict("weather_reports.jsonl", api_name="/use_example")
-        owner.submit(PROMPT, app.ARENA_SPEC, None, 16, 2, api_name="/arena").result()  # warm-up
+        owner.submit(PROMPT, "tasc-spec", None, 16, 2, api_name="/arena").result()  # warm-up
         base_caches = live_caches()
 
         ft = owner.submit(str(model_dir), "LoRA (fast)", 1000, None, api_name="/finetune")
@@ -125,9 +126,9 @@ def test_eight_arena_clients_during_a_finetune(model_dir, tmp_path):
             for t in hangers:
                 t.join(120)
             deadline = time.time() + 60
-            while app.ACTIVE_GENERATIONS and time.time() < deadline:
+            while tab_arena.ACTIVE_GENERATIONS and time.time() < deadline:
                 time.sleep(0.1)
-        leftover_generations = dict(app.ACTIVE_GENERATIONS)
+        leftover_generations = dict(tab_arena.ACTIVE_GENERATIONS)
         caches, rss = live_caches(), rss_mb()
 
     assert not errors, errors
@@ -135,7 +136,7 @@ def test_eight_arena_clients_during_a_finetune(model_dir, tmp_path):
     assert all("identical output ✓" in r["verdict"] for r in results)
     assert still_training, "the fine-tune was not running while the Arena requests were served"
     ttfts = [r["ttft_s"] for r in results]
-    report = {"clients": N_CLIENTS, "generation_limit": app.generation_limit(), "finetune_running": still_training,
+    report = {"clients": N_CLIENTS, "generation_limit": app_state.generation_limit(), "finetune_running": still_training,
               "ttft_p50_s": round(statistics.median(ttfts), 3), "ttft_p95_s": round(percentile(ttfts, 95), 3),
               "total_p50_s": round(statistics.median(r["total_s"] for r in results), 3),
               "rss_baseline_mb": round(base_rss), "rss_after_mb": round(rss),

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from tasc.decode import DecodeConfig, generate
-from tasc.draft_model import DraftConfig, build_draft_model
-from tasc.drafts import build_corpus_index, make_drafter
-from tasc.hybrid import HybridConfig, HybridModel, make_projector
-from tasc.model_drafts import DRAFT_MODEL, AssistConfig, DraftModelDrafter, MixedDrafter
+from tasc.compare.draft_model import DraftConfig, build_draft_model
+from tasc.compare.hybrid import HybridConfig, HybridModel, make_projector
+from tasc.compare.model_drafts import DRAFT_MODEL, AssistConfig, DraftModelDrafter, MixedDrafter
+from tasc.spec.decode import DecodeConfig, generate
+from tasc.spec.drafts import build_corpus_index, tasc_drafter
 
 pytestmark = pytest.mark.real_model
 
@@ -30,7 +30,7 @@ def test_draft_model_decoding_is_lossless_on_the_real_target(real_lm, snips):
     drafters = {
         "small": DraftModelDrafter(small, eos_token_id=lm.eos_token_id),
         "self": DraftModelDrafter(lm.model, AssistConfig(max_draft=6), lm.eos_token_id),  # always right: long drafts, crops at the end
-        "mixed": MixedDrafter(make_drafter("tasc-spec", lm.tokenizer, index), DraftModelDrafter(lm.model, AssistConfig(max_draft=6), lm.eos_token_id)),
+        "mixed": MixedDrafter(tasc_drafter(lm.tokenizer, index), DraftModelDrafter(lm.model, AssistConfig(max_draft=6), lm.eos_token_id)),
     }
     for row in valid:
         ids = lm.prompt_format.prompt_ids(lm.tokenizer, row["input"])
@@ -49,7 +49,7 @@ def test_draft_model_decoding_is_lossless_on_the_real_target(real_lm, snips):
 def test_hybrid_runs_on_the_real_target(real_lm, snips):
     _, valid = snips
     lm = real_lm
-    from tasc.copy_head import CopyHead, bare_token_ids
+    from tasc.compare.copy_head import CopyHead, bare_token_ids
 
     decoder = build_draft_model(lm.model, DraftConfig()).eval()
     bare = bare_token_ids(lm.tokenizer, len(lm.tokenizer))

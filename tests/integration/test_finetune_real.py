@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from tasc.corpus import load_corpus
-from tasc.decode import DecodeConfig, generate
-from tasc.drafts import make_drafter
-from tasc.finetune import FinetuneConfig, finetune
-from tasc.models import load_model
+from tasc.core.corpus import load_corpus
+from tasc.core.models import load_model
+from tasc.ft.finetune import FinetuneConfig, finetune
+from tasc.spec.decode import DecodeConfig, generate
+from tasc.spec.drafts import SpecConfig, tasc_drafter
 
 pytestmark = pytest.mark.real_model
 
@@ -31,5 +31,5 @@ def test_five_step_finetune_saves_and_reloads(real_model_dir, data_dir, tmp_path
     ids = lm.prompt_format.prompt_ids(tokenizer, "play the latest album by daft punk")
     with torch.inference_mode():
         ref = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False)[0, len(ids):].tolist()
-    ours = generate(lm.model, ids, make_drafter("tasc-context", lm.tokenizer), DecodeConfig(24), lm.eos_token_id)
+    ours = generate(lm.model, ids, tasc_drafter(lm.tokenizer, None, SpecConfig(use_corpus=False)), DecodeConfig(24), lm.eos_token_id)
     assert ours.tokens == ref

@@ -18,6 +18,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app
+from studio import tab_corpus
 from tests.app_harness import running_app
 
 GOOD = b'{"input": "hi", "output": "hello"}\n{"input": "bye", "output": "goodbye"}\n'
@@ -92,8 +93,8 @@ def test_ui_handler_refuses_with_a_clear_message(served, guard, tmp_path, name, 
     path = tmp_path / name
     path.write_bytes(data)
     with pytest.raises(gr.Error, match=message.replace("(", r"\(")):
-        app.load_upload(str(path), app.AUTO, app.AUTO, None, None)
-    summary = app.use_example("weather_reports.jsonl", None, None)[1]
+        tab_corpus.load_upload(str(path), tab_corpus.AUTO, tab_corpus.AUTO, None, None)
+    summary = tab_corpus.use_example("weather_reports.jsonl", None, None)[1]
     assert "weather_reports.jsonl" in summary
 
 
@@ -101,7 +102,7 @@ def test_ui_handler_names_a_missing_column(served, guard, tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_bytes(GOOD)
     with pytest.raises(gr.Error, match="no output column 'nope'; its columns are: input, output"):
-        app.load_upload(str(path), "nope", app.AUTO, None, None)
+        tab_corpus.load_upload(str(path), "nope", tab_corpus.AUTO, None, None)
 
 
 @pytest.mark.parametrize("name, message", [("x" * 9000 + ".jsonl", "9,006 characters long"),
@@ -110,8 +111,8 @@ def test_ui_handler_names_a_missing_column(served, guard, tmp_path):
 def test_ui_handler_refuses_bad_names(served, guard, tmp_path, name, message):
     path = tmp_path / "stored.jsonl"
     path.write_bytes(GOOD)
-    from tasc.errors import CorpusError
-    from tasc.uploads import load_upload
+    from studio.uploads import load_upload
+    from tasc.core.errors import CorpusError
 
     with pytest.raises(CorpusError, match=message):
         load_upload(path, name=name)
@@ -119,7 +120,7 @@ def test_ui_handler_refuses_bad_names(served, guard, tmp_path, name, message):
         stored = tmp_path / "x"
         stored.write_bytes(GOOD)
         with pytest.raises(gr.Error, match="unsupported file type"):
-            app.load_upload(str(stored), app.AUTO, app.AUTO, None, None)
+            tab_corpus.load_upload(str(stored), tab_corpus.AUTO, tab_corpus.AUTO, None, None)
 
 
 @pytest.mark.parametrize("size, name", [(2**30, "one_gb.txt"), (200 * MB, "one_line_200mb.txt")])
@@ -133,7 +134,7 @@ def test_ui_handler_refuses_huge_files_before_reading_them(served, guard, tmp_pa
             f.truncate(size)  # sparse 1 GB: costs no disk
     mem = rss_mb()
     with pytest.raises(gr.Error, match=r"MB; the limit is 20 MB"):
-        app.load_upload(str(path), app.AUTO, app.AUTO, None, None)
+        tab_corpus.load_upload(str(path), tab_corpus.AUTO, tab_corpus.AUTO, None, None)
     assert rss_mb() - mem < 30  # refused by its size on disk: nothing was read
 
 

@@ -12,6 +12,7 @@ import gradio as gr
 import pytest
 
 import app
+from studio import app_state
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def test_import_and_build_load_no_model(tmp_path):
     """In a fresh interpreter: model loaders that raise, and an empty TASC_HOME that stays empty."""
     code = textwrap.dedent(
         """
-        import os, tasc.models as m
+        import os, tasc.core.models as m
         def boom(*a, **k):
             raise AssertionError("a model was loaded")
         m.load_model = m.cached_model_dir = boom
@@ -44,12 +45,12 @@ def test_import_and_build_load_no_model(tmp_path):
 
 
 def test_main_warms_the_default_model_then_launches(monkeypatch):
-    import tasc.models
+    import tasc.core.models
 
     monkeypatch.delenv("TASC_APP_MODEL", raising=False)
     calls = []
     monkeypatch.setattr(app, "ensure_model_package", lambda: calls.append("ensure"))
-    monkeypatch.setattr(tasc.models, "cached_model_dir", lambda alias: calls.append(("warm", alias)) or Path("m"))
+    monkeypatch.setattr(tasc.core.models, "cached_model_dir", lambda alias: calls.append(("warm", alias)) or Path("m"))
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.append(("launch", kw, self._queue.max_size)))
     app.main()
     exports = str(app.app_cache_dir() / "exports")
@@ -88,7 +89,7 @@ def test_long_events_have_concurrency_groups_and_stop_buttons():
     by_name = {d.api_name: d for d in demo.fns.values()}
     assert (by_name["finetune"].concurrency_id, by_name["finetune"].concurrency_limit) == ("finetune", 1)
     assert by_name["finetune_resume"].concurrency_id == "finetune"
-    assert by_name["arena"].concurrency_id == "generate" and by_name["arena"].concurrency_limit == app.generation_limit()
+    assert by_name["arena"].concurrency_id == "generate" and by_name["arena"].concurrency_limit == app_state.generation_limit()
     assert (by_name["benchmark"].concurrency_id, by_name["benchmark"].concurrency_limit) == ("bench", 1)
     assert (by_name["train_compare"].concurrency_id, by_name["train_compare"].concurrency_limit) == ("compare", 1)
     cancelling = [d for d in demo.fns.values() if d.cancels]
@@ -104,26 +105,26 @@ def test_model_comes_from_the_environment(monkeypatch):
 
 
 def test_gpu_decorator_is_a_no_op_without_spaces(monkeypatch):
-    monkeypatch.setattr(app.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(app_state.importlib.util, "find_spec", lambda name: None)
 
     def f():
         return 1
 
-    assert app.gpu()(f) is f
+    assert app_state.gpu()(f) is f
 
 
 def test_user_errors_show_messages_not_tracebacks(caplog):
-    from tasc.errors import CorpusError
+    from tasc.core.errors import CorpusError
 
-    @app.user_errors
+    @app_state.user_errors
     def bad_input():
         raise CorpusError("x.csv is empty")
 
-    @app.user_errors
+    @app_state.user_errors
     def bug():
         raise KeyError("internal detail")
 
-    @app.user_errors
+    @app_state.user_errors
     def gen():
         yield 1
         raise ValueError("bad value 3")
@@ -138,4 +139,4 @@ def test_user_errors_show_messages_not_tracebacks(caplog):
     assert next(g) == 1
     with pytest.raises(gr.Error, match="bad value 3"):
         next(g)
-    assert app.inspect.isgeneratorfunction(gen)
+    assert app_state.inspect.isgeneratorfunction(gen)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasc.arena import Lane, race
-from tasc.decode import DecodeConfig, Step, speculative_steps
-from tasc.drafts import build_corpus_index, make_drafter
+from studio.arena import Lane, race
+from tasc.spec.decode import DecodeConfig, Step, speculative_steps
+from tasc.spec.drafts import build_corpus_index, tasc_drafter
 
 
 def step(tokens, sources, seconds, finished=False, n_accepted=None):
@@ -81,7 +81,7 @@ def test_race_of_greedy_and_tasc_spec_on_a_tiny_model_is_lossless(tiny_lm):
     ids = lm.prompt_format.prompt_ids(lm.tokenizer, "play some jazz by miles davis")
     config = DecodeConfig(max_new_tokens=40)
     streams = [speculative_steps(lm.model, ids, None, config, lm.eos_token_id),
-               speculative_steps(lm.model, ids, make_drafter("tasc-spec", lm.tokenizer, index), config, lm.eos_token_id)]
+               speculative_steps(lm.model, ids, tasc_drafter(lm.tokenizer, index), config, lm.eos_token_id)]
     lanes = [Lane("greedy"), Lane("spec")]
     for _ in race(lanes, streams):
         pass
@@ -92,7 +92,7 @@ def test_race_of_greedy_and_tasc_spec_on_a_tiny_model_is_lossless(tiny_lm):
 
 
 def test_labelled_spans_one_piece_per_token_without_merge():
-    from tasc.arena import labelled_spans
+    from studio.arena import labelled_spans
 
     tok = FakeTokenizer()
     pieces = labelled_spans(tok.decode, [0, 9, 10, 1], ["a", "b", "a", "b"], merge=False)

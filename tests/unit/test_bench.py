@@ -1,17 +1,19 @@
 """The benchmark harness on a tiny model: every method answers, figures add up, greedy methods agree."""
 
+import re
 from dataclasses import replace
 
 import pytest
 
-from tasc.bench import BenchConfig, format_table, overlap_warning, run_bench
-from tasc.plots import write_bench_html
+from tasc.bench.bench import BenchConfig, format_table, overlap_warning, run_bench
+from tasc.bench.plots import write_bench_html
+from tasc.spec.decode import DecodeConfig
 
 
 def test_bench_reports_every_method(tiny_lm, tmp_path):
     prompts = ["play some jazz", "weather in paris", "book a table", "play miles davis"]
     corpus = ['{"intent": "PlayMusic"}', '{"intent": "GetWeather"}'] * 5
-    config = BenchConfig(methods=("greedy", "greedy-loop", "pld", "tasc-spec", "tasc-context"), max_new_tokens=12, warmup=1,
+    config = BenchConfig(methods=("greedy", "greedy-loop", "pld", "tasc-spec", "tasc-context"), decode=DecodeConfig(12), warmup=1,
                          cost_curve=True)
     report = run_bench(tiny_lm, prompts, corpus, config)
     figures = report["methods"]
@@ -27,19 +29,28 @@ def test_bench_reports_every_method(tiny_lm, tmp_path):
     curve = report["verify_costs"]["model"]  # measured before timing; the TASC methods' drafts were cut by it
     assert len(curve) == 33 and curve[0] == 1.0 and report["cost_curve_s"] > 0
     assert max(figures["greedy"]["speedup"], figures["greedy-loop"]["speedup"]) == pytest.approx(1.0, abs=1e-3)
+    # Where our loop's time goes: every phase, ms per pass and shares that add up to the wall time.
+    for name in ("greedy-loop", "tasc-spec", "tasc-context"):
+        split = figures[name]["time_split"]
+        assert list(split) == ["setup", "draft", "forward", "accept", "update", "rest"], name
+        assert sum(s["share"] for s in split.values()) == pytest.approx(1.0, abs=2e-3), name
+        ms = sum(s["ms_per_pass"] for s in split.values()) * figures[name]["forward_passes"] / 1000
+        assert ms == pytest.approx(figures[name]["wall_s"], rel=1e-2), name
+        assert split["forward"]["share"] > split["setup"]["share"], name
+    assert figures["greedy"]["time_split"] is None and figures["pld"]["time_split"] is None  # transformers' loops
     table = format_table(report)
-    assert "tasc-spec" in table and "identical" in table
+    assert "tasc-spec" in table and "identical" in table and "ms per pass" in table
     html = write_bench_html(report, tmp_path / "bench.html")
     assert "plotly" in html.read_text(encoding="utf-8").lower()
 
 
 def test_bench_with_neighbours_and_tree_drafts_stays_lossless(tiny_lm):
-    from tasc.drafts import SpecConfig
+    from tasc.spec.drafts import SpecConfig
 
     prompts = ["play some jazz", "weather in paris", "book a table"]
     inputs = ["play jazz now", "weather in rome", "book a table for two"] * 4
     corpus = ['{"intent": "PlayMusic"}', '{"intent": "GetWeather"}', '{"intent": "Book"}'] * 4
-    config = BenchConfig(methods=("greedy", "tasc-spec"), max_new_tokens=16, warmup=0, spec=SpecConfig(max_branches=2),
+    config = BenchConfig(methods=("greedy", "tasc-spec"), decode=DecodeConfig(16), warmup=0, spec=SpecConfig(max_branches=2),
                          cost_curve=True)
     report = run_bench(tiny_lm, prompts, corpus, config, corpus_inputs=inputs)
     assert report["neighbour_index"] and report["spec"]["max_branches"] == 2 and report["spec"]["neighbours"] == 8
@@ -69,7 +80,7 @@ def test_tasc_ft_methods_run_on_the_enriched_model(tiny_lm, tmp_path):
     ft_dir = save_tiny(tmp_path / "ft", seed=1)  # another model and tokenizer stand in for the enriched one
     prompts = ["play some jazz", "weather in paris", "book a table"]
     corpus = ['{"intent": "PlayMusic"}', '{"intent": "GetWeather"}'] * 5
-    config = BenchConfig(methods=("greedy", "greedy-loop", "tasc-ft", "tasc-ft+spec"), max_new_tokens=10, warmup=1, ft_model=str(ft_dir))
+    config = BenchConfig(methods=("greedy", "greedy-loop", "tasc-ft", "tasc-ft+spec"), decode=DecodeConfig(10), warmup=1, ft_model=str(ft_dir))
     report = run_bench(tiny_lm, prompts, corpus, config, references=[[c] for c in corpus[:3]])
     figures = report["methods"]
     assert figures["tasc-ft+spec"]["identical_to_greedy"] == 1.0  # against tasc-ft's own greedy ids
@@ -77,3 +88,28 @@ def test_tasc_ft_methods_run_on_the_enriched_model(tiny_lm, tmp_path):
     assert "chars_per_s" in figures["tasc-ft"] and "quality" in figures["tasc-ft"]
     with pytest.raises(ValueError, match="--ft-model"):
         run_bench(tiny_lm, prompts, corpus, BenchConfig(methods=("tasc-ft",)))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": ("greedy", "nope")}, "unknown method 'nope'"),
+    ({"decode": DecodeConfig(0)}, "max new tokens must be a whole number from 1 to 512"),
+    ({"decode": DecodeConfig(513)}, "from 1 to 512, got 513"),
+    ({"warmup": -1}, "warm-up"),
+    ({"methods": ("tasc-ft",)}, "--ft-model"),
+    ({"methods": ("hybrid",)}, "--hybrid-model"),
+    ({"methods": ("draft-model+tasc",)}, "--draft-model"),
+])
+def test_bench_config_is_checked_where_it_is_built(change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        BenchConfig(**change).check()
+
+
+def test_spec_config_bounds():
+    from tasc.spec.drafts import SpecConfig
+
+    assert SpecConfig().check() == SpecConfig()
+    for bad in ({"max_draft": 0}, {"neighbours": -1}, {"max_branches": 2.5}, {"token_cost": 1.0}, {"prior_strength": 0}):
+        with pytest.raises(ValueError, match="TASC-spec"):
+            SpecConfig(**bad).check()
+    with pytest.raises(ValueError, match="neighbours"):
+        BenchConfig(spec=SpecConfig(neighbours=-3)).check()

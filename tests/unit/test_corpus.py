@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
-import time
+import os
+from pathlib import Path
 
 import pytest
 
-from tasc.corpus import (
+from tasc.core.corpus import (
     ASSETS_DIR,
     Corpus,
     CorpusLimits,
@@ -20,7 +23,7 @@ from tasc.corpus import (
     split_by_input,
     write_jsonl,
 )
-from tasc.errors import CorpusError
+from tasc.core.errors import CorpusError
 
 E2E_CSV = b'mr,ref\n"name[Aromi], eatType[cafe]","Aromi is a cafe."\n"name[Aromi], eatType[cafe]",Aromi: a cafe.\n'
 
@@ -235,14 +238,31 @@ def test_long_line_and_row_limits():
         parse_corpus_bytes(b"a\n" * 501, "x.txt", limits=small)
 
 
-def test_oversize_file_refused_without_reading(tmp_path):
+def test_oversize_file_refused_without_reading(tmp_path, monkeypatch):
     big = tmp_path / "huge.jsonl"
     with big.open("wb") as f:
         f.truncate(2 * 1024**3)  # sparse: 2 GiB on paper, nothing on disk
-    start = time.perf_counter()
+    small = tmp_path / "small.jsonl"
+    small.write_bytes(jsonl({"output": "a"}))
+    opened = []  # every file opened by path while the corpus loads
+    real_open, real_os_open = io.open, os.open
+
+    def spy_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            opened.append(Path(file))
+        return real_open(file, *args, **kwargs)
+
+    def spy_os_open(path, *args, **kwargs):
+        opened.append(Path(path))
+        return real_os_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", spy_open)
+    monkeypatch.setattr(builtins, "open", spy_open)
+    monkeypatch.setattr(os, "open", spy_os_open)
     with pytest.raises(CorpusError, match="huge.jsonl is larger than 52,428,800 bytes"):
         load_corpus(big)
-    assert time.perf_counter() - start < 1.0
+    assert big not in opened  # refused from its size alone: not one byte of it was read
+    assert load_corpus(small).outputs == ["a"] and small in opened  # the spy does see a file that is read
 
 
 def test_load_errors(tmp_path):

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from tasc.cpu_kernels import ENV_SWITCH, _PACKED, linear_kernels, onednn_available, pack_linears
+from tasc.core.cpu_kernels import _PACKED, ENV_SWITCH, linear_kernels, onednn_available, pack_linears
 from tests.tiny import make_tiny_model
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN")
@@ -69,7 +69,7 @@ def test_switch_off_by_environment(monkeypatch):
 
 
 def test_models_too_large_to_double_are_left_alone(monkeypatch):
-    import tasc.cpu_kernels as kernels
+    import tasc.core.cpu_kernels as kernels
 
     monkeypatch.setattr(kernels, "MAX_PACKED_BYTES", 1000)
     model = make_tiny_model(vocab_size=120)

@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from tasc.decode import (
+from tasc.spec.decode import (
     DecodeConfig,
     PrefixCache,
     accept_sampling,
@@ -14,8 +14,8 @@ from tasc.decode import (
     speculative_steps,
     warp_probs,
 )
-from tasc.drafts import Draft, TascDrafter
-from tasc.ngram_index import CorpusIndex
+from tasc.spec.drafts import Draft, TascDrafter
+from tasc.spec.ngram_index import CorpusIndex
 from tests.tiny import make_tiny_model
 
 VOCAB = 64
@@ -157,8 +157,8 @@ def test_tasc_drafter_is_lossless_on_random_corpora(models):
 
 
 def test_cost_cut_drafts_stay_lossless_and_the_curve_is_measured(models):
-    from tasc.decode import measure_verify_costs
-    from tasc.drafts import SpecConfig
+    from tasc.spec.decode import measure_verify_costs
+    from tasc.spec.drafts import SpecConfig
 
     model = models[0]
     costs = measure_verify_costs(model, [3, 4, 5, 6], max_width=9, reps=2)
@@ -176,7 +176,7 @@ def test_cost_cut_drafts_stay_lossless_and_the_curve_is_measured(models):
 
 
 def test_best_length_weighs_expected_tokens_against_the_pass_cost():
-    from tasc.drafts import best_length
+    from tasc.spec.drafts import best_length
 
     flat = (1.0,) * 10
     assert best_length([0.9, 0.9, 0.9], flat) == 3  # free verification: keep everything
@@ -303,3 +303,29 @@ def test_sampling_end_to_end_distribution(models):
 def test_top_p_keeps_the_nucleus():
     probs = warp_probs(torch.tensor([[3.0, 2.0, 0.0, -5.0]]), temperature=1.0, top_p=0.8)
     assert probs[0, 2] == 0 and probs[0, 3] == 0 and abs(probs.sum().item() - 1) < 1e-6
+
+
+@pytest.mark.parametrize("static_cache", [True, False])
+def test_both_kv_caches_are_lossless_through_chains_and_trees(models, static_cache):
+    """The preallocated cache (default) and transformers' DynamicCache give plain greedy's answer alike."""
+    rng = random.Random(21)
+    for case in range(16):
+        model = models[case % len(models)]
+        prompt = [rng.randrange(1, VOCAB) for _ in range(rng.randrange(1, 20))]
+        budget = rng.choice([1, 4, 17, 40])
+        truth = hf_greedy(model, prompt, 60)
+        drafter = (ScriptedTreeDrafter(truth, "mixed", rng) if case % 2 else ScriptedDrafter(truth, "mixed", rng))
+        config = DecodeConfig(max_new_tokens=budget, static_cache=static_cache)
+        assert generate(model, prompt, drafter, config, eos_token_id=EOS).tokens == hf_greedy(model, prompt, budget), case
+
+
+def test_steps_account_for_their_time(models):
+    """Each step splits its time into phases; the first carries the per-answer setup; none exceeds the wall time."""
+    model = models[0]
+    prompt = [3, 5, 7, 11]
+    steps = list(speculative_steps(model, prompt, ScriptedDrafter(hf_greedy(model, prompt, 30), "mixed", random.Random(2)),
+                                   DecodeConfig(max_new_tokens=20), eos_token_id=EOS))
+    assert steps[0].setup_s > 0 and all(s.setup_s == 0 for s in steps[1:])
+    for s in steps:
+        assert min(s.draft_s, s.forward_s, s.accept_s, s.update_s) >= 0 and s.forward_s > 0
+    assert sum(s.busy_s for s in steps) <= steps[-1].elapsed_s

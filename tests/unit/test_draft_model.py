@@ -10,14 +10,14 @@ import torch
 from safetensors.torch import load_file
 
 from tasc.cli import main
-from tasc.corpus import load_corpus
-from tasc.decode import DecodeConfig, generate
-from tasc.draft_model import DraftConfig, build_draft_model, load_draft_model, pca_embeddings, train_draft
-from tasc.drafts import TascDrafter
-from tasc.errors import Cancelled, ModelError
-from tasc.model_drafts import DRAFT_MODEL, AssistConfig, DraftModelDrafter, MixedDrafter, expected_accepted
-from tasc.models import load_model, read_meta
-from tasc.ngram_index import CorpusIndex
+from tasc.compare.draft_model import DraftConfig, build_draft_model, load_draft_model, pca_embeddings, train_draft
+from tasc.compare.model_drafts import DRAFT_MODEL, AssistConfig, DraftModelDrafter, MixedDrafter, expected_accepted
+from tasc.core.corpus import load_corpus
+from tasc.core.errors import Cancelled, ModelError
+from tasc.core.models import load_model, read_meta
+from tasc.spec.decode import DecodeConfig, generate
+from tasc.spec.drafts import TascDrafter
+from tasc.spec.ngram_index import CorpusIndex
 from tests.tiny import make_tiny_model, save_tiny
 
 VOCAB, EOS = 64, 0

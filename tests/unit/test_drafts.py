@@ -1,7 +1,7 @@
 """The TASC drafter: mixing, adaptive length, learning from verdicts."""
 
-from tasc.drafts import CONTEXT, CORPUS, SpecConfig, TascDrafter
-from tasc.ngram_index import CorpusIndex
+from tasc.spec.drafts import CONTEXT, CORPUS, SpecConfig, TascDrafter
+from tasc.spec.ngram_index import CorpusIndex
 
 
 def make(seqs, **cfg):
@@ -114,7 +114,7 @@ def test_tree_offers_both_sources_where_they_disagree():
 
 
 def test_draft_tree_helpers():
-    from tasc.drafts import Draft
+    from tasc.spec.drafts import Draft
 
     # 0:a -> 1:b -> 2:c ; 3:x under a ; 4:y under x ; 5:z at the root
     tree = Draft([10, 11, 12, 20, 21, 30], ["corpus"] * 6, [0.9] * 6, [-1, 0, 1, 0, 3, -1])
@@ -129,7 +129,7 @@ def test_draft_tree_helpers():
 
 def test_neighbours_answers_guide_the_draft():
     # The corpus's most frequent intent (10) is wrong for this prompt; its neighbours answer 20.
-    from tasc.ngram_index import NeighbourIndex
+    from tasc.spec.ngram_index import NeighbourIndex
 
     outputs = [[5, 10, 6]] * 40 + [[5, 20, 6]] * 3
     inputs = [[100 + i, 1] for i in range(40)] + [[90, 91, 1]] * 3

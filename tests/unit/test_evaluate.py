@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tasc.corpus import parse_corpus_bytes
-from tasc.evaluate import detect_task, evaluate, score_json, score_text
+from tasc.bench.evaluate import detect_task, evaluate, score_json, score_text
+from tasc.core.corpus import parse_corpus_bytes
+from tasc.methods import BASE, METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLD = '{"intent": "PlayMusic", "slots": {"artist": "miles davis", "genre": "jazz"}}'
@@ -92,14 +93,24 @@ def test_generate_cli_methods_agree(tiny_model_dir, tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("play some jazz by miles davis\nwhat is the weather in paris tomorrow\n")
     outs = {}
-    for method in ("greedy", "tasc-spec", "tasc-context"):
-        extra = ["--corpus", str(corpus)] if method == "tasc-spec" else []
+    lossless_base = [m.name for m in METHODS.values() if m.lossless and m.model == BASE and m.needs is None]
+    assert {"greedy", "greedy-loop", "pld", "tasc-spec", "tasc-corpus", "tasc-context"} <= set(lossless_base)
+    for method in lossless_base:
+        extra = ["--corpus", str(corpus)] if METHODS[method].needs_corpus else []
         proc = _run("generate", "--model", str(tiny_model_dir), "play jazz", "--method", method, "--max-new-tokens", "12",
                     "--json", str(tmp_path / f"{method}.json"), *extra)
         assert proc.returncode == 0, proc.stderr
         outs[method] = json.loads((tmp_path / f"{method}.json").read_text())
-    assert outs["greedy"]["output"] == outs["tasc-spec"]["output"] == outs["tasc-context"]["output"]
-    assert outs["greedy"]["forward_passes"] == outs["greedy"]["new_tokens"]
+    assert {o["output"] for o in outs.values()} == {outs["greedy"]["output"]}  # every lossless method: greedy's answer
+    assert outs["greedy-loop"]["forward_passes"] == outs["greedy-loop"]["new_tokens"]
+
+
+def test_generate_offers_every_method_of_the_registry():
+    from tasc.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    method = next(a for a in sub.choices["generate"]._actions if a.dest == "method")
+    assert list(method.choices) == list(METHODS)
 
 
 def test_generate_and_evaluate_cli_errors(tiny_model_dir, tmp_path):

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tasc.corpus import parse_corpus_bytes
-from tasc.errors import Cancelled, CorpusError
-from tasc.finetune import IGNORE, FinetuneConfig, PadCollator, build_examples, finetune, last_checkpoint
-from tasc.models import load_model, read_meta
-from tasc.prompts import PromptFormat
+from tasc.core.corpus import parse_corpus_bytes
+from tasc.core.errors import Cancelled, CorpusError
+from tasc.core.models import load_model, read_meta
+from tasc.core.prompts import PromptFormat
+from tasc.ft.finetune import IGNORE, FinetuneConfig, PadCollator, build_examples, finetune, last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = [{"input": f"play song {i}", "output": '{"intent": "PlayMusic", "n": "%d"}' % (i % 3)} for i in range(24)]

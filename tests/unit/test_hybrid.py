@@ -8,14 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import tasc.hybrid as hybrid_module
+import tasc.compare.hybrid as hybrid_module
 from tasc.cli import main
-from tasc.corpus import load_corpus
-from tasc.draft_model import DraftConfig, build_draft_model, slice_target, spread_layers, train_draft
-from tasc.errors import Cancelled, ModelError
-from tasc.hybrid import HybridConfig, HybridModel, encode, make_projector, train_hybrid
-from tasc.models import load_model, read_meta, write_meta
-from tasc.train_loop import LoopConfig, train_loop
+from tasc.compare.draft_model import DraftConfig, build_draft_model, slice_target, spread_layers, train_draft
+from tasc.compare.hybrid import HybridConfig, HybridModel, encode, make_projector, train_hybrid
+from tasc.core.corpus import load_corpus
+from tasc.core.errors import Cancelled, ModelError
+from tasc.core.models import load_model, read_meta, write_meta
+from tasc.core.train_loop import LoopConfig, train_loop
 from tests.tiny import make_tiny_model, save_tiny
 
 TINY = dict(layers=1, hidden=32, heads=2, steps=8, batch_size=4, save_every=2)
@@ -180,7 +180,7 @@ def copy_lm(tmp_path_factory):
 
 
 def test_bare_token_ids_map_a_spaced_token_to_its_bare_twin(copy_lm):
-    from tasc.copy_head import NO_TOKEN, bare_token_ids
+    from tasc.compare.copy_head import NO_TOKEN, bare_token_ids
 
     tok = copy_lm.tokenizer
     bare = bare_token_ids(tok, len(tok))
@@ -192,7 +192,7 @@ def test_bare_token_ids_map_a_spaced_token_to_its_bare_twin(copy_lm):
 @pytest.mark.parametrize("copy", [True, False])
 def test_the_copy_head_copies_words_it_never_saw_in_an_answer(tmp_path, copy_lm, copy):
     """Answers quote a prompt word; trained on 40 words, tested on 8 others. Only the copy head can do it."""
-    from tasc.copy_head import CopyHead, bare_token_ids
+    from tasc.compare.copy_head import CopyHead, bare_token_ids
 
     lm, tok = copy_lm, copy_lm.tokenizer
     lm.model.requires_grad_(False)
@@ -208,7 +208,7 @@ def test_the_copy_head_copies_words_it_never_saw_in_an_answer(tmp_path, copy_lm,
 
     train = [example(w) for w in WORDS[:40]]
     states = encode(lm.model, [p for p, _ in train])
-    batch = [(s, p, a) for s, (p, a) in zip(states, train)]
+    batch = [(s, p, a) for s, (p, a) in zip(states, train, strict=False)]
     train_loop(model.module, lambda step: model.loss(batch), LoopConfig(steps=150, learning_rate=1e-2, save_every=1000),
                tmp_path / "ckpt", task="toy")
     right = sum(model.generate(lm.model, p, len(a) + 2, lm.eos_token_id).tokens == a for p, a in map(example, WORDS[40:]))
@@ -293,7 +293,7 @@ def test_continue_from_trains_a_saved_hybrid_further_with_its_shape(tmp_path, ti
 
 
 def test_the_copy_head_never_copies_special_tokens(tiny_lm):
-    from tasc.copy_head import CopyHead, bare_token_ids
+    from tasc.compare.copy_head import CopyHead, bare_token_ids
 
     vocab = tiny_lm.model.get_input_embeddings().weight.shape[0]
     head = CopyHead(8, bare_token_ids(tiny_lm.tokenizer, min(vocab, len(tiny_lm.tokenizer)))).eval()

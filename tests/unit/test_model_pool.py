@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tasc.model_pool import ModelPool
+from studio.model_pool import ModelPool
 
 
 def fake_loader(calls):

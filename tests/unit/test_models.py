@@ -2,9 +2,9 @@
 
 import pytest
 
-from tasc.errors import ModelError
-from tasc.models import load_model, pick_device, read_meta, resolve_model_path, write_meta
-from tasc.prompts import PromptFormat
+from tasc.core.errors import ModelError
+from tasc.core.models import load_model, pick_device, read_meta, resolve_model_path, write_meta
+from tasc.core.prompts import PromptFormat
 
 
 def test_tiny_model_loads_with_plain_prompt(tiny_lm):

@@ -5,7 +5,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasc.ngram_index import START, ContextIndex, CorpusIndex, NeighbourIndex
+from tasc.spec.ngram_index import START, ContextIndex, CorpusIndex, NeighbourIndex
 
 
 def brute_force_continuations(seqs, suffix):

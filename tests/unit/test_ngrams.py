@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasc.errors import Cancelled
-from tasc.ngrams import (
+from tasc.core.errors import Cancelled
+from tasc.ft.ngrams import (
     MiningConfig,
     SpanIndex,
     classify,
     free_occurrences,
+    joins_two_fields,
     measure,
     mine,
-    joins_two_fields,
     splits_a_value,
 )
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasc.report import BEGIN, END, bench_table, machine_info, machine_line, replace_section
+from tasc.bench.report import BEGIN, END, bench_table, machine_info, machine_line, replace_section
 
 REPORT = {"model": "runs/snips-ft", "methods": {
     "greedy": {"tokens_per_s": 20.0, "speedup": 1.0, "speedup_vs_pld": 0.95, "mean_accepted": 1.0, "identical_to_greedy": 1.0},

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasc.spelling import SpellingCopy
+from tasc.spec.spelling import SpellingCopy
 
 # A toy vocabulary where the prompt and the answer spell the same words with different tokens.
 VOCAB = ["<s>", " add", " digging", " now", " to", " my", " playlist", '"', "dig", "ging", "d", "i", "g", "n", "o", "w",
@@ -59,7 +59,7 @@ def test_copies_stop_at_special_tokens():
 
 
 def test_the_drafter_drafts_the_copy_and_reports_it_as_context(copier):
-    from tasc.drafts import CONTEXT, SpecConfig, TascDrafter
+    from tasc.spec.drafts import CONTEXT, SpecConfig, TascDrafter
 
     drafter = TascDrafter(None, SpecConfig(use_corpus=False, neighbours=0), spelling=copier)
     prompt = [SEP] + ids_of(" add", " digging", " now", " to", " my", " playlist") + [SEP]

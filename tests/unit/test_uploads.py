@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasc.errors import CorpusError
-from tasc.uploads import UploadLimits, check_name, load_upload, read_upload
+from studio.uploads import UploadLimits, check_name, load_upload, read_upload
+from tasc.core.errors import CorpusError
 
 
 def write(tmp_path, name, data: bytes):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tasc.drafts import SpecConfig, build_corpus_index, make_drafter
-from tasc.value_copy import NextValueCopy, ValueStarts, next_value_copy_for
+from tasc.spec.drafts import SpecConfig, build_corpus_index, tasc_drafter
+from tasc.spec.value_copy import NextValueCopy, ValueStarts, next_value_copy_for
 from tests.tiny import make_tiny_tokenizer
 
 PAIRS = [
@@ -66,7 +66,7 @@ def test_the_drafter_drafts_a_value_start_only_when_asked():
     answer = tokenizer('{"music": "')["input_ids"]  # a first value: no earlier `": "` for the context index to continue
     drafts = {}
     for on in (True, False):
-        drafter = make_drafter("tasc-spec", tokenizer, index, SpecConfig(value_starts=on, neighbours=0))
+        drafter = tasc_drafter(tokenizer, index, SpecConfig(value_starts=on, neighbours=0))
         drafter.start(prompt)
         drafter.update(answer, 0)
         drafts[on] = drafter.propose(8)

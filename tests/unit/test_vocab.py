@@ -9,12 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasc.cli import main
-from tasc.errors import Cancelled
-from tasc.drafts import build_corpus_index
-from tasc.models import load_model
-from tasc.ngrams import MiningConfig, mine
-from tasc.prompts import PromptFormat
-from tasc.vocab import (
+from tasc.core.errors import Cancelled
+from tasc.core.models import load_model
+from tasc.core.prompts import PromptFormat
+from tasc.ft.ngrams import MiningConfig, mine
+from tasc.ft.vocab import (
     TokenizerSegmenter,
     adoption,
     base_tokenizer,
@@ -23,6 +22,7 @@ from tasc.vocab import (
     load_enriched_info,
     round_trip_failures,
 )
+from tasc.spec.drafts import build_corpus_index
 from tests.tiny import TINY_TEXTS, make_tiny_model, make_tiny_tokenizer
 
 JSONISH = ['{"intent": "PlayMusic", "slots": {"playlist": "50 clásicos"}}', "Ġx ąb\tcafé — naïve 日本 🎷", "  two  spaces\n"]
@@ -149,7 +149,7 @@ def greedy(model, ids, n=12):
 def test_enrich_saves_a_model_that_reloads_and_generates_identically(tmp_path, tie, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tasc.models import write_meta
+    from tasc.core.models import write_meta
 
     base_dir = tmp_path / "base"
     tokenizer = make_tiny_tokenizer()
@@ -180,7 +180,7 @@ def test_enrich_saves_a_model_that_reloads_and_generates_identically(tmp_path, t
     expected = AutoModelForCausalLM.from_pretrained(base_dir).eval()
     sub_ids = [tokenizer(t["text"], add_special_tokens=False)["input_ids"] for t in info["added_tokens"]]
     init_new_embeddings(expected, sub_ids, len(tokenizer))
-    for a, b in zip(model.state_dict().values(), expected.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), expected.state_dict().values(), strict=False):
         assert torch.equal(a, b)
     for text in TINY_TEXTS[:8]:
         ids = tok(text, add_special_tokens=False)["input_ids"]
@@ -201,7 +201,7 @@ def test_enrich_saves_a_model_that_reloads_and_generates_identically(tmp_path, t
     assert PromptFormat(style="plain").prompt_ids(tok, TINY_TEXTS[0]) != lm.prompt_format.prompt_ids(tok, TINY_TEXTS[0])
     # the neighbour index encodes corpus inputs as the prompts that query it are encoded
     seen = []
-    monkeypatch.setattr("tasc.drafts.NeighbourIndex", lambda inputs, outputs: seen.append(inputs))
+    monkeypatch.setattr("tasc.spec.drafts.NeighbourIndex", lambda inputs, outputs: seen.append(inputs))
     for prompt_format in (lm.prompt_format, None):
         build_corpus_index(lm.tokenizer, [f"answer {i}" for i in range(8)], TINY_TEXTS[:8], prompt_format)
     assert seen[0] == lm.prompt_format.encode(lm.tokenizer, TINY_TEXTS[:8]) and max(map(max, seen[0])) < len(tokenizer)
@@ -219,8 +219,8 @@ def test_enrich_refuses_its_own_base_dir_and_stops_on_cancel(tiny_model_dir, tmp
 
 
 def test_mine_vocabulary_takes_a_corpus_and_reports_progress(tiny_model_dir):
-    from tasc.corpus import Corpus
-    from tasc.vocab import mine_vocabulary
+    from tasc.core.corpus import Corpus
+    from tasc.ft.vocab import mine_vocabulary
 
     events = []
     corpus = Corpus(list(TINY_TEXTS), None, "tiny", {})
@@ -271,7 +271,7 @@ def test_enrich_command(tiny_model_dir, corpus_file, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def smollm2_tokenizer(real_model_dir):
-    from tasc.vocab import load_tokenizer
+    from tasc.ft.vocab import load_tokenizer
 
     return load_tokenizer(str(real_model_dir))
 
@@ -280,7 +280,7 @@ def enriched_hf_tokenizer(tokenizer, texts):
     """A copy of a transformers tokenizer with the mined strings added, as `enrich` saves it."""
     import copy
 
-    from tasc.vocab import added_token
+    from tasc.ft.vocab import added_token
 
     tok = copy.deepcopy(tokenizer)
     assert tok.add_tokens([added_token(t) for t in texts]) == len(texts)
@@ -291,7 +291,7 @@ def enriched_hf_tokenizer(tokenizer, texts):
 @pytest.mark.parametrize("task", ["snips", "e2e"])
 def test_smollm2_compression_targets_and_exact_round_trips(smollm2_tokenizer, data_dir, task):
     """Budget 300: SNIPS valid answers >= 58% fewer tokens, E2E held-out >= 38% fewer; every line exact."""
-    from tasc.corpus import load_corpus, split_by_input
+    from tasc.core.corpus import load_corpus, split_by_input
 
     if task == "snips":
         train, heldout = (load_corpus(data_dir / "snips" / f).outputs for f in ("train.jsonl", "valid.jsonl"))

@@ -1,0 +1,1 @@
+"""The web app (gradio lives here and nowhere else)."""

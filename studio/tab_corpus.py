@@ -1,0 +1,234 @@
+"""The Corpus tab: pick an example or upload a file; see its statistics, a preview and the held-out split.
+
+`build()` lays the tab out, `wire()` attaches its listeners; the handlers are module-level functions
+over `tasc.core.corpus` and `studio.uploads`, callable without a Blocks context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.app_state import ASSETS, MAX_UPLOAD_BYTES, app_cache_dir, heldout_inputs, model_label, pool, session_for, user_errors
+
+CORPUS_HELP = """\
+**1. Choose the task.** A corpus is a file of the task's answers (`output`), ideally with the request each
+one answers (`input`). Start with one of the examples, or upload your own JSON Lines, CSV, TSV or plain
+text file (one answer per line). A tenth of the inputs is held out: the Arena and the benchmark
+use them as fresh prompts, and they are never used for drafting or fine-tuning.
+"""
+DEFAULT_EXAMPLE = "support_tickets.jsonl"
+UPLOAD_TYPES = [".jsonl", ".csv", ".tsv", ".txt"]
+AUTO = "(auto)"  # column pickers: let the parser find the column
+NO_INPUT = "(none)"  # input column picker: read outputs only
+PREVIEW_ROWS = 50  # rows shown in the corpus preview table
+HELDOUT_FRACTION = 0.1  # share of distinct inputs held out for the Arena and the benchmark
+HELDOUT_SEED = 0  # the same corpus always splits the same way
+HELDOUT_CHOICES = 100  # held-out inputs offered in the Arena's picker
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers
+# --------------------------------------------------------------------------------------------
+def example_names() -> list[str]:
+    """The example corpora shipped in assets/."""
+    return sorted(p.name for p in ASSETS.glob("*.jsonl"))
+
+
+def split_corpus(corpus) -> tuple[Any, Any]:
+    """(train, held-out) of a freshly read corpus: the app's one held-out policy.
+
+    A corpus with at least two distinct inputs is split by input (`tasc.core.corpus.split_by_input`,
+    as `tasc bench --corpus-split` does); otherwise nothing is held out: every row drafts, and the
+    Arena takes typed prompts.
+    """
+    from tasc.core.corpus import Corpus, compute_stats, split_by_input
+
+    if corpus.inputs is not None and len(set(corpus.inputs)) >= 2:
+        return split_by_input(corpus, HELDOUT_FRACTION, seed=HELDOUT_SEED)
+    return corpus, Corpus([], None, corpus.source, compute_stats([], None))
+
+
+def corpus_summary(session) -> str:
+    """Markdown statistics of the session's corpus (token counts with the base model's tokenizer)."""
+    c, train, held = session.corpus, session.train, session.heldout
+    s = c.stats
+    tok = pool().get().tokenizer
+    sample = c.outputs[:2000]
+    n_tokens = sum(len(ids) for ids in tok(sample, add_special_tokens=False)["input_ids"])
+    sample_chars = sum(len(o) for o in sample)
+    if c.inputs is not None:
+        split = (f"{s.distinct_inputs:,} distinct inputs → **{len(train):,} rows for drafting and training**, "
+                 f"**{len(held):,} held out** ({len(heldout_inputs(session))} inputs) as fresh Arena prompts")
+    else:
+        split = "outputs only (no inputs): TASC-spec can draft from it; fine-tuning and the Arena's held-out prompts need inputs"
+    return (f"### ✓ {c.source}\n{s.rows:,} rows · {split}\n\n"
+            f"| statistic | value |\n|---|---|\n| characters in outputs | {s.chars:,} (mean {s.mean_output_chars:,.0f}, longest {s.max_output_chars:,}) |\n"
+            f"| base tokens per output | {n_tokens / len(sample):,.1f} ({sample_chars / max(n_tokens, 1):.2f} characters per token, "
+            f"{model_label(pool().get().name)} tokenizer) |")
+
+
+def corpus_preview(session):
+    """The first rows of the corpus as a table."""
+    import pandas as pd
+
+    c = session.corpus
+    rows = {"input": c.inputs[:PREVIEW_ROWS]} if c.inputs is not None else {}
+    rows["output"] = c.outputs[:PREVIEW_ROWS]
+    return pd.DataFrame(rows)
+
+
+def export_corpus_csv(session) -> Path:
+    """Write the corpus as CSV for download, cells a spreadsheet would run as formulas escaped."""
+    import csv
+
+    from tasc.core.corpus import escape_csv_cell
+
+    folder = app_cache_dir() / "exports" / session.workdir.name / secrets.token_hex(8)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (Path(session.corpus.source).stem + ".csv")
+    c = session.corpus
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        if c.inputs is not None:
+            w.writerow(["input", "output"])
+            w.writerows([escape_csv_cell(i), escape_csv_cell(o)] for i, o in zip(c.inputs, c.outputs, strict=True))
+        else:
+            w.writerow(["output"])
+            w.writerows([escape_csv_cell(o)] for o in c.outputs)
+    return path
+
+
+def heldout_choices(session) -> list[tuple[str, str]]:
+    """(label, value) for the Arena's held-out prompt picker."""
+    inputs = heldout_inputs(session)[:HELDOUT_CHOICES]
+    return [(i if len(i) <= 90 else i[:87] + "…", i) for i in inputs]
+
+
+def install_corpus(session, corpus) -> tuple[Any, ...]:
+    """Split a freshly read corpus, keep it in the session and return the views of it."""
+    train, held = split_corpus(corpus)
+    session.set_corpus(corpus, train, held)
+    choices = heldout_choices(session)
+    first = choices[0][1] if choices else ""
+    return (session.token, corpus_summary(session), corpus_preview(session),
+            gr.update(value=str(export_corpus_csv(session)), visible=True),
+            gr.update(choices=choices, value=first if choices else None), first)
+
+
+@user_errors
+def use_example(name: str, token: str | None, request: gr.Request):
+    """Load one of the example corpora into this session."""
+    from tasc.core.corpus import load_example
+
+    if name not in example_names():
+        raise gr.Error(f"Unknown example {name!r}; choose one of: {', '.join(example_names())}")
+    session = session_for(token, request)
+    return install_corpus(session, load_example(name))
+
+
+@user_errors
+def inspect_upload(path: str | None):
+    """Check an upload's name, size and bytes and offer its columns in the column pickers."""
+    from studio.uploads import UploadLimits, read_upload
+    from tasc.core.corpus import candidate_columns
+
+    if not path:
+        return gr.update(choices=[AUTO], value=AUTO), gr.update(choices=[AUTO], value=AUTO)
+    data, name = read_upload(path, limits=UploadLimits(max_bytes=MAX_UPLOAD_BYTES))
+    columns = [AUTO] + candidate_columns(data, name)
+    return (gr.update(choices=columns, value=AUTO, interactive=len(columns) > 1),
+            gr.update(choices=columns + [NO_INPUT], value=AUTO, interactive=len(columns) > 1))
+
+
+@user_errors
+def load_upload(path: str | None, output_column: str | None, input_column: str | None,
+                token: str | None, request: gr.Request):
+    """Read an uploaded corpus (content checked by its bytes) into this session."""
+    from studio.uploads import UploadLimits
+    from studio.uploads import load_upload as read_corpus
+
+    if not path:
+        raise gr.Error("Choose a file to upload first (.jsonl, .csv, .tsv or .txt, 20 MB at most).")
+    out_col = None if output_column in (None, "", AUTO) else output_column
+    in_col = None if input_column in (None, "", AUTO, NO_INPUT) else input_column
+    corpus = read_corpus(path, None, out_col, in_col, UploadLimits(max_bytes=MAX_UPLOAD_BYTES))
+    if input_column == NO_INPUT and corpus.inputs is not None:
+        corpus = dataclasses.replace(corpus, inputs=None)
+    session = session_for(token, request)
+    return install_corpus(session, corpus)
+
+
+def pick_heldout(value: str | None) -> str:
+    """Copy a picked held-out input into the prompt box."""
+    return value or ""
+
+
+# --------------------------------------------------------------------------------------------
+# Layout and listeners
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CorpusTab:
+    """The Corpus tab's components."""
+
+    example: gr.Dropdown
+    example_btn: gr.Button
+    upload: gr.File
+    out_col: gr.Dropdown
+    in_col: gr.Dropdown
+    upload_btn: gr.Button
+    summary: gr.Markdown
+    preview: gr.Dataframe
+    export: gr.DownloadButton
+
+
+def _example_picker() -> tuple[gr.Dropdown, gr.Button]:
+    """The example dropdown (the default example preselected) and its button."""
+    examples = example_names()
+    example = gr.Dropdown(examples, value=DEFAULT_EXAMPLE if DEFAULT_EXAMPLE in examples else None,
+                          label="Example corpus", info="written for this app; small and realistic")
+    return example, gr.Button("Use this example", variant="primary")
+
+
+def _upload_picker() -> tuple[gr.File, gr.Dropdown, gr.Dropdown, gr.Button]:
+    """The upload box, its column pickers and its button."""
+    upload = gr.File(label="…or upload your own (.jsonl, .csv, .tsv, .txt; 20 MB at most)", file_types=UPLOAD_TYPES,
+                     type="filepath", height=120, elem_id="corpus-upload")
+    with gr.Row():
+        # custom values: API clients name columns without the picker; the parser checks them
+        out_col = gr.Dropdown([AUTO], value=AUTO, label="Output column", interactive=False, allow_custom_value=True)
+        in_col = gr.Dropdown([AUTO], value=AUTO, label="Input column", interactive=False, allow_custom_value=True)
+    return upload, out_col, in_col, gr.Button("Load the uploaded file")
+
+
+def build() -> CorpusTab:
+    """The Corpus tab (inside the app's Blocks)."""
+    with gr.Tab("Corpus"):
+        gr.Markdown(CORPUS_HELP)
+        with gr.Row():
+            with gr.Column():
+                example, example_btn = _example_picker()
+            with gr.Column():
+                upload, out_col, in_col, upload_btn = _upload_picker()
+        summary = gr.Markdown("*No corpus loaded yet.*", elem_id="corpus-summary")
+        preview = gr.Dataframe(label="Preview (first rows)", interactive=False, wrap=True, max_height=360,
+                               column_widths=["50%", "50%"])
+        export = gr.DownloadButton("Download as CSV", visible=False, size="sm")
+    return CorpusTab(example, example_btn, upload, out_col, in_col, upload_btn, summary, preview, export)
+
+
+def wire(demo: gr.Blocks, ui: CorpusTab, token: gr.State, heldout: gr.Dropdown, prompt: gr.Textbox) -> Any:
+    """The Corpus tab's listeners; a corpus fills the Arena's held-out picker and prompt. Returns the page-load
+    event (the default example is loaded when the page opens), for others to chain on."""
+    outputs = [token, ui.summary, ui.preview, ui.export, heldout, prompt]
+    ui.example_btn.click(use_example, [ui.example, token], outputs, api_name="use_example")
+    ui.upload.upload(inspect_upload, [ui.upload], [ui.out_col, ui.in_col], api_visibility="private").success(
+        load_upload, [ui.upload, ui.out_col, ui.in_col, token], outputs, api_visibility="private")
+    ui.upload_btn.click(load_upload, [ui.upload, ui.out_col, ui.in_col, token], outputs, api_name="load_corpus")
+    heldout.change(pick_heldout, heldout, prompt, api_visibility="private")
+    return demo.load(use_example, [ui.example, token], outputs, api_visibility="private")

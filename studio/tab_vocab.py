@@ -1,0 +1,230 @@
+"""The Vocabulary tab: mine the corpus's recurring strings, see a text tokenised before and after, and
+enrich the base model's vocabulary with them (a background job with Stop).
+
+`build()` lays the tab out, `wire()` attaches its listeners; the handlers are module-level functions
+over `tasc.ft.ngrams` and `tasc.ft.vocab`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from studio.app_state import (
+    MAX_PROMPT_CHARS,
+    app_model,
+    existing_session,
+    follow_to_end,
+    gpu,
+    pool,
+    require_corpus,
+    session_for,
+    user_errors,
+)
+from studio.sessions import MiningPreview
+from studio.tab_finetune import finetune_base_choices
+
+VOCAB_HELP = """\
+**2. Find the task's recurring text.** Answers of one task repeat the same strings (JSON keys, phrases).
+Mining finds the multi-token strings that occur most; enrichment adds them to the tokenizer as single
+tokens, so the model can write each of them in one step.
+"""
+TOKENS_HELP = ("**See the difference.** Any text, cut into tokens: alternating shades mark token "
+               "boundaries, <span style='background:#7bd89f'>green</span> tokens are mined strings.")
+TOKEN_COLOURS = {"token": "#dbe7fb", "token ": "#f8e5c4", "mined": "#7bd89f"}  # two alternating shades + new tokens
+TABLE_COLUMNS = ["string", "kind", "occurrences", "base tokens", "tokens saved", "round", "uses"]
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers
+# --------------------------------------------------------------------------------------------
+def mined_table(tokens: list[dict[str, Any]]):
+    """Mined strings as a sortable table."""
+    import pandas as pd
+
+    from studio.plots import shown
+
+    return pd.DataFrame([{"string": shown(t["text"]), "kind": t["kind"], "occurrences": t["count"],
+                          "base tokens": t["base_tokens"], "tokens saved": t["saved"], "round": t["round"],
+                          "uses": t["uses"]} for t in tokens], columns=TABLE_COLUMNS)
+
+
+def token_view(decode: Callable[[list[int]], str], ids: list[int], base_size: int | None) -> list[tuple[str, str]]:
+    """A text cut into its tokens, alternately shaded; tokens at or above `base_size` marked as mined."""
+    from studio.arena import labelled_spans
+
+    labels = ["mined" if base_size is not None and t >= base_size else ("token" if i % 2 == 0 else "token ")
+              for i, t in enumerate(ids)]
+    return [(piece, label) for piece, label in labelled_spans(decode, ids, labels, merge=False) if piece]
+
+
+def _heldout_outputs(session) -> list[str] | None:
+    """The held-out outputs (mining reports its compression on them too), or None."""
+    return session.heldout.outputs if session.heldout is not None and len(session.heldout) else None
+
+
+@user_errors
+def vocab_tokenise(text: str, token: str | None, request: gr.Request):
+    """Show a text tokenised by the base tokenizer and by the enriched one (once strings are mined)."""
+    text = (text or "")[:MAX_PROMPT_CHARS]
+    if not text:
+        return [], [], ""
+    base = pool().get().tokenizer
+    ids = base(text, add_special_tokens=False)["input_ids"]
+    before = token_view(lambda x: base.decode(x, skip_special_tokens=True), ids, None)
+    session = existing_session(token, request)
+    mining = session.mining if session else None
+    if mining is None:
+        return before, [], f"**{len(ids)} tokens** with the base tokenizer. Mine the corpus to see the enriched tokenizer."
+    seg = mining.segmenter
+    new_ids = seg.encode([text])[0]
+    after = token_view(lambda x: seg.tokenizer.decode(x, skip_special_tokens=True), new_ids, seg.base_size)
+    ratio = len(ids) / max(len(new_ids), 1)
+    return before, after, f"**{len(ids)} → {len(new_ids)} tokens** ({ratio:.2f}× fewer) with the mined strings"
+
+
+@user_errors
+def vocab_mine(budget: float, rounds: float, token: str | None, request: gr.Request):
+    """Mine the training outputs for the strings worth a token of their own (no model change yet)."""
+    from studio.plots import compression_rounds, mined_bars
+    from tasc.ft.ngrams import MiningConfig, mine
+    from tasc.ft.vocab import TokenizerSegmenter
+
+    session = session_for(token, request)
+    require_corpus(session)
+    config = MiningConfig(budget=int(budget), rounds=int(rounds))
+    seg = TokenizerSegmenter(pool().get().tokenizer)
+    result = mine(session.train.outputs, seg, config, heldout=_heldout_outputs(session))
+    session.mining = MiningPreview(result, seg)
+    last = result.rounds[-1]
+    status = (f"Mined **{len(result.tokens)} strings** in {result.wall_s:.2f} s: the training outputs need "
+              f"**{last['compression']:.2f}× fewer tokens**"
+              + (f", held-out outputs {last['heldout_compression']:.2f}× fewer" if "heldout_compression" in last else "")
+              + ". Press **Enrich the model** to add them to the model's vocabulary.")
+    sample = session.train.outputs[0]
+    return (session.token, mined_table([c.to_dict() for c in result.tokens]), mined_bars(result.tokens),
+            compression_rounds(result.rounds), status, sample, *vocab_tokenise(sample, session.token, request))
+
+
+def rounds_from_events(job) -> list[dict[str, Any]]:
+    """Per-round figures carried by an enrichment job's progress events."""
+    rows: dict[int, dict[str, Any]] = {}
+    for e in job.events:
+        if "compression" in e.metrics:
+            rows[e.done] = {"round": e.done, **e.metrics}
+    return list(rows.values())
+
+
+def _enriched(session, result: dict[str, Any]) -> tuple[Any, ...]:
+    """Register a finished enrichment's model in the session; the tab's final outputs."""
+    from studio.plots import compression_rounds
+    from studio.sessions import SessionModel
+
+    label = (f"enriched #{len(session.models_of('enriched')) + 1} (+{result['added']} tokens, "
+             f"{result['compression']:.2f}× fewer)")
+    with session.lock:
+        session.models[label] = SessionModel(label, Path(result["out_dir"]), "enriched", result)
+    return (f"✓ Added **{result['added']} tokens** to the model's vocabulary in {result['wall_s']:.1f} s: the corpus "
+            f"needs {result['compression']:.2f}× fewer tokens. Fine-tune **{label}** in the Fine-tune tab to teach "
+            "the model to use them.", compression_rounds(result["rounds"]),
+            gr.update(choices=finetune_base_choices(session), value=label))
+
+
+@gpu(duration=300)
+@user_errors
+def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Request, progress=gr.Progress()):  # noqa: B008  (Gradio injects it)
+    """Mine, add the strings to the base model's tokenizer, initialise their embeddings, save the model."""
+    from studio.jobs import start_job
+    from studio.plots import compression_rounds
+    from tasc.ft.ngrams import MiningConfig
+    from tasc.ft.vocab import enrich
+
+    session = session_for(token, request)
+    require_corpus(session)
+    config = MiningConfig(budget=int(budget), rounds=int(rounds))
+    out_dir = session.workdir / "models" / f"enriched-{secrets.token_hex(4)}"
+    job = start_job("enrich", enrich, app_model(), session.train.outputs, out_dir, config,
+                    heldout=_heldout_outputs(session), slot="enrich")
+    session.jobs["enrich"] = job
+
+    def updates(j: Any) -> tuple[Any, ...]:
+        p = j.latest
+        if p is not None:
+            progress((p.done, p.total), desc=p.message or "enrich")
+        rows = rounds_from_events(j)
+        return p.message if p else "Loading the tokenizer…", compression_rounds(rows) if rows else gr.skip(), gr.skip()
+
+    yield from follow_to_end(job, updates, lambda result: _enriched(session, result),
+                             ("Enrichment stopped.", gr.skip(), gr.skip()), "enrichment")
+
+
+# --------------------------------------------------------------------------------------------
+# Layout and listeners
+# --------------------------------------------------------------------------------------------
+@dataclass
+class VocabTab:
+    """The Vocabulary tab's components."""
+
+    budget: gr.Slider
+    rounds: gr.Slider
+    mine_btn: gr.Button
+    enrich_btn: gr.Button
+    enrich_stop: gr.Button
+    status: gr.Markdown
+    bars: gr.Plot
+    rounds_plot: gr.Plot
+    table: gr.Dataframe
+    tok_text: gr.Textbox
+    tok_before: gr.HighlightedText
+    tok_after: gr.HighlightedText
+    tok_counts: gr.Markdown
+
+
+def _token_pane(label: str, elem_id: str) -> gr.HighlightedText:
+    """One tokenised view of the text (token boundaries shaded, mined tokens green)."""
+    return gr.HighlightedText(label=label, color_map=TOKEN_COLOURS, show_legend=False, show_inline_category=False,
+                              combine_adjacent=False, elem_id=elem_id)
+
+
+def build() -> VocabTab:
+    """The Vocabulary tab (inside the app's Blocks)."""
+    with gr.Tab("Vocabulary"):
+        gr.Markdown(VOCAB_HELP)
+        with gr.Row():
+            budget = gr.Slider(10, 500, value=100, step=10, label="Budget: new tokens",
+                               info="how many strings to add at most")
+            rounds = gr.Slider(1, 10, value=4, step=1, label="Rounds",
+                               info="later rounds build longer strings from earlier picks")
+            mine_btn = gr.Button("Mine the corpus", variant="primary")
+            enrich_btn = gr.Button("Enrich the model")
+            enrich_stop = gr.Button("Stop", variant="stop")
+        status = gr.Markdown(elem_id="vocab-status")
+        with gr.Row():
+            bars = gr.Plot(label="Mined strings", elem_id="vocab-bars")
+            rounds_plot = gr.Plot(label="Compression per round", elem_id="vocab-rounds")
+        table = gr.Dataframe(label="Mined strings (click a column header to sort)", interactive=False,
+                             max_height=320, elem_id="vocab-table")
+        gr.Markdown(TOKENS_HELP)
+        tok_text = gr.Textbox(label="Text to tokenise", lines=2, max_length=MAX_PROMPT_CHARS)
+        with gr.Row():
+            tok_before = _token_pane("base tokenizer", "tok-before")
+            tok_after = _token_pane("with the mined strings", "tok-after")
+        tok_counts = gr.Markdown(elem_id="tok-counts")
+    return VocabTab(budget, rounds, mine_btn, enrich_btn, enrich_stop, status, bars, rounds_plot, table, tok_text,
+                    tok_before, tok_after, tok_counts)
+
+
+def wire(ui: VocabTab, token: gr.State, ft_base: gr.Dropdown) -> None:
+    """The Vocabulary tab's listeners; an enriched model becomes the Fine-tune tab's starting model."""
+    tokenised = [ui.tok_before, ui.tok_after, ui.tok_counts]
+    ui.mine_btn.click(vocab_mine, [ui.budget, ui.rounds, token],
+                      [token, ui.table, ui.bars, ui.rounds_plot, ui.status, ui.tok_text, *tokenised], api_name="mine")
+    ui.tok_text.submit(vocab_tokenise, [ui.tok_text, token], tokenised, api_name="tokenise")
+    ui.tok_text.blur(vocab_tokenise, [ui.tok_text, token], tokenised, api_visibility="private")
+    enrich_event = ui.enrich_btn.click(vocab_enrich, [ui.budget, ui.rounds, token], [ui.status, ui.rounds_plot, ft_base],
+                                       api_name="enrich", concurrency_id="enrich", concurrency_limit=1)
+    ui.enrich_stop.click(None, None, None, cancels=[enrich_event], api_visibility="private")

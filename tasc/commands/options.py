@@ -1,0 +1,162 @@
+"""Options and helpers the CLI commands share; every command imports them from here, never from a sibling.
+
+Light at import time (argparse, json): `python -m tasc --help` builds every parser, so anything heavy
+(torch, transformers, tqdm, the corpus loader) is imported inside the function that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+SPLIT_HELP = "use the whole corpus (default) or its train / held-out part, split by input"
+
+
+# ---------------------------------------------------------------------------------------------
+# Options
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Options every command takes."""
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
+
+
+def add_model_options(parser: argparse.ArgumentParser, flag: str = "--model") -> None:
+    """Options that choose and load a model."""
+    parser.add_argument(flag, default="smollm2-135m", help="smollm2-135m (offline default), a hub id or a model directory")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")
+
+
+def add_split_options(parser: argparse.ArgumentParser, splits: Sequence[tuple[str, str]] = (("--split", SPLIT_HELP),)) -> None:
+    """Options that pick the train or held-out part of a corpus split by input (no input in both).
+
+    Args:
+        splits: (flag, help) of each corpus whose part is chosen; all share one fraction and seed.
+    """
+    from tasc.core.corpus import SPLITS
+
+    for flag, help_text in splits:
+        parser.add_argument(flag, choices=SPLITS, default="all", help=help_text)
+    parser.add_argument("--heldout-fraction", type=float, default=0.1, help="share of distinct inputs held out (default 0.1)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the split (default 0)")
+
+
+def add_training_options(parser: argparse.ArgumentParser, *, steps: int, steps_help: str, batch_size: int,
+                         lr: float | None, lr_help: str, resume_help: str = "continue from the checkpoints in --out") -> None:
+    """Options every training command takes: steps, batch size, learning rate, checkpoint interval, seed, resume."""
+    parser.add_argument("--steps", type=int, default=steps, help=steps_help)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--lr", type=float, default=lr, help=lr_help)
+    parser.add_argument("--save-every", type=int, default=50, help="checkpoint interval in steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help=resume_help)
+
+
+def add_mining_options(p: argparse.ArgumentParser) -> None:
+    """Corpus, held-out and budget options shared by `mine` and `enrich`."""
+    p.add_argument("corpus", help="task output corpus (jsonl/csv/tsv/txt)")
+    p.add_argument("--budget", type=int, default=300, help="new tokens in all (default 300)")
+    p.add_argument("--rounds", type=int, default=10, help="mining rounds (default 10)")
+    p.add_argument("--heldout", type=float, default=0.1,
+                   help="share of the corpus's inputs kept out of mining to measure compression on (default 0.1; 0: none)")
+    p.add_argument("--valid", help="a separate held-out corpus file to measure on (then all of CORPUS is mined)")
+
+
+# ---------------------------------------------------------------------------------------------
+# What the options select
+
+
+def load_corpus_split(path: str, args: argparse.Namespace) -> Any:
+    """Load a corpus and apply the --split options."""
+    from tasc.core.corpus import load_corpus, select_split
+
+    return select_split(load_corpus(path), args.split, args.heldout_fraction, args.split_seed)
+
+
+def split_texts(args: argparse.Namespace) -> tuple[list[str], list[str] | None]:
+    """(texts to mine, held-out texts or None) from the mining options."""
+    from tasc.core.corpus import load_corpus, split_by_input
+
+    if not 0.0 <= args.heldout < 1.0:
+        raise ValueError(f"--heldout must be in [0, 1), got {args.heldout}")
+    corpus = load_corpus(args.corpus)
+    if args.valid:
+        return corpus.outputs, load_corpus(args.valid).outputs
+    if args.heldout == 0:
+        return corpus.outputs, None
+    train, heldout = split_by_input(corpus, args.heldout, seed=0)
+    return train.outputs, heldout.outputs
+
+
+def mining_config(args: argparse.Namespace) -> Any:
+    """The MiningConfig of the mining options."""
+    from tasc.ft.ngrams import MiningConfig
+
+    config = MiningConfig(budget=args.budget, rounds=args.rounds)
+    config.check()
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write a result as pretty JSON, creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+
+
+def progress_bar(desc: str) -> Any:
+    """A tqdm bar on stderr and the `on_progress` that moves it (one line per phase)."""
+    from tqdm import tqdm
+
+    from tasc.core.progress import Progress
+
+    bars: dict[str, Any] = {}
+
+    def on_progress(p: Progress) -> None:
+        bar = bars.get(p.task)
+        if bar is None:
+            for old in bars.values():
+                old.close()
+            bar = bars[p.task] = tqdm(total=p.total, desc=p.task, file=sys.stderr)
+        bar.total, bar.n = p.total, p.done
+        if "loss" in p.metrics:
+            bar.set_postfix_str(f"loss={p.metrics['loss']:.3f}", refresh=False)
+        bar.refresh()
+
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+
+    return on_progress, close
+
+
+def format_rounds(rounds: list[dict]) -> str:
+    """One line per mining round: tokens added and the share of output tokens saved."""
+    lines = []
+    for r in rounds:
+        line = (f"round {r['round']:>2}: {r['added']:>4} tokens added, corpus {r['tokens_per_output']:6.2f} tokens/output "
+                f"({r['reduction']:6.1%} fewer, {r['compression']:.2f}x)")
+        if "heldout_reduction" in r:
+            line += (f", held-out {r['heldout_tokens_per_output']:6.2f} "
+                     f"({r['heldout_reduction']:6.1%} fewer, {r['heldout_compression']:.2f}x)")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def format_table(tokens: list[dict], top: int) -> str:
+    """The mined strings with the most tokens saved, as a text table."""
+    rows = sorted(tokens, key=lambda t: -t["saved"])[:top]
+    head = f"{'#':>4} {'saved':>7} {'count':>6} {'uses':>6} {'base':>4} {'kind':>5} {'round':>5}  text"
+    lines = [head]
+    for i, t in enumerate(rows, 1):
+        lines.append(f"{i:>4} {t['saved']:>7} {t['count']:>6} {t['uses']:>6} {t['base_tokens']:>4} {t['kind']:>5} "
+                     f"{t['round']:>5}  {json.dumps(t['text'], ensure_ascii=False)}")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""The one registry of decoding methods: what a method name means, for every surface.
+
+The Arena, the app's Benchmark, `tasc bench`, `tasc generate` and `tasc evaluate` all look methods up
+here; nothing else decides which model a name answers with, where its drafts come from or whether
+its output must equal greedy's.
+
+A method is a model (which one answers) and an engine (how it decodes):
+    loop    our verify loop (`tasc.spec.decode`) with a drafter; no drafter = plain greedy
+    hf      transformers `generate` (greedy, prompt lookup, assisted generation): the baselines
+    hybrid  one target pass, then the hybrid's small decoder writes alone (lossy)
+
+Example:
+    >>> get("tasc-spec").needs_corpus
+    True
+    >>> [m.name for m in METHODS.values() if m.arena][:2]
+    ['tasc-spec', 'tasc-context']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Generator, Sequence
+
+from tasc.compare.model_drafts import AssistConfig, DraftModelDrafter, MixedDrafter
+from tasc.core.models import LoadedModel
+from tasc.spec.drafts import MODEL, DraftSource, NoDraft, SpecConfig, tasc_drafter
+from tasc.spec.ngram_index import CorpusIndex
+
+if TYPE_CHECKING:  # the decode loop imports torch: only when a method runs (the CLI's --help stays light)
+    from tasc.spec.decode import DecodeConfig, PrefixCache, Step
+
+BASE = "base"  # the target model answers
+FT = "ft"  # a fine-tuned model answers (TASC-ft: the enriched one)
+LOOP, HF, HYBRID = "loop", "hf", "hybrid"  # engines, see the module docstring
+DRAFT_MODEL_DIR, HYBRID_DIR = "draft model", "hybrid model"  # trained directories a method may need
+
+
+@dataclass(frozen=True)
+class Method:
+    """One decoding method, as every surface sees it."""
+
+    name: str  # the value the CLI, the API and the benchmark JSON use
+    label: str  # how the UI names it
+    model: str = BASE  # which model answers: BASE or FT
+    engine: str = LOOP  # LOOP, HF or HYBRID
+    drafts: str = "none"  # none | pld | tasc | tasc-corpus | tasc-context | draft-model | mixed
+    lossless: bool = True  # greedy output equal to its own model's plain greedy
+    needs_corpus: bool = False  # drafts from the task corpus's index
+    needs: str | None = None  # a trained directory: DRAFT_MODEL_DIR or HYBRID_DIR
+    arena: bool = False  # offered in the Arena's right pane
+
+    @property
+    def uses_tasc(self) -> bool:
+        """Whether a TASC drafter proposes its drafts (so a verify-cost curve can cut them)."""
+        return self.drafts in ("tasc", "tasc-corpus", "tasc-context", "mixed")
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("greedy", "Plain greedy (transformers generate)", engine=HF),
+    Method("greedy-loop", "Plain greedy (our loop)"),
+    Method("pld", "Prompt lookup decoding (transformers)", engine=HF, drafts="pld"),
+    Method("tasc-spec", "TASC-spec (drafts from the corpus and the prompt)", drafts="tasc", needs_corpus=True, arena=True),
+    Method("tasc-context", "Prompt lookup (drafts from the prompt only)", drafts="tasc-context", arena=True),
+    Method("tasc-corpus", "TASC-spec, corpus drafts only", drafts="tasc-corpus", needs_corpus=True),
+    Method("tasc-ft", "TASC-ft (fine-tuned model, plain decoding)", model=FT, arena=True),
+    Method("tasc-ft+spec", "TASC-ft + spec (fine-tuned model with TASC-spec)", model=FT, drafts="tasc", needs_corpus=True,
+           arena=True),
+    Method("draft-model", "Trained draft model (a small model drafts)", drafts="draft-model", needs=DRAFT_MODEL_DIR,
+           arena=True),
+    Method("draft-model-hf", "Trained draft model (transformers assisted generation)", engine=HF, drafts="draft-model",
+           needs=DRAFT_MODEL_DIR),
+    Method("draft-model+tasc", "Draft model + TASC (n-gram drafts first, else the draft model)", drafts="mixed",
+           needs_corpus=True, needs=DRAFT_MODEL_DIR, arena=True),
+    Method("hybrid", "Hybrid (small decoder on the model's prompt states; not verified)", engine=HYBRID, lossless=False,
+           needs=HYBRID_DIR, arena=True),
+)}
+GREEDY_BASELINES = ("greedy", "greedy-loop")  # a speed-up divides by the faster of these
+DEFAULT_BENCH_METHODS = ("greedy", "greedy-loop", "pld", "tasc-spec")  # what a benchmark runs unless told
+
+
+def get(name: str) -> Method:
+    """The method called `name`; a ValueError lists the known ones."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def same_answer_expected(method: Method) -> tuple[bool, str]:
+    """Whether its answer must equal the target's plain greedy answer; if not, why (for a verdict line)."""
+    if method.engine == HYBRID:
+        return False, "The **hybrid** writes with its own small decoder and nothing verifies it"
+    if method.model == FT:
+        return False, "The right pane runs the **fine-tuned** model, a different model"
+    return method.lossless, ""
+
+
+@dataclass
+class Resources:
+    """What a method runs on, loaded by the caller (each surface loads and shares its own).
+
+    Attributes:
+        lm: the model that answers (for FT methods, the fine-tuned one), with its prompt format.
+        index: TASC-spec's index of the task corpus in `lm`'s tokens (methods that need a corpus).
+        draft_model: a loaded trained draft model (draft-model methods).
+        hybrid: a loaded `HybridModel` (the hybrid method).
+        spec: TASC-spec drafting settings.
+        assist: draft-model drafting and mixing settings.
+        context_keys: `normalised_keys` of `lm`'s tokenizer, computed once per model by the caller (None:
+            the drafter computes them).
+    """
+
+    lm: LoadedModel
+    index: CorpusIndex | None = None
+    draft_model: Any = None
+    hybrid: Any = None
+    spec: SpecConfig = field(default_factory=SpecConfig)
+    assist: AssistConfig = field(default_factory=AssistConfig)
+    context_keys: Sequence[int] | None = None
+
+    def check(self, method: Method) -> None:
+        """Raise ValueError naming what `method` needs and these resources lack."""
+        if method.needs_corpus and self.index is None:
+            raise ValueError(f"method {method.name!r} drafts from a task corpus: give one")
+        if method.needs == DRAFT_MODEL_DIR and self.draft_model is None:
+            raise ValueError(f"method {method.name!r} needs a trained draft model (tasc train-draft)")
+        if method.needs == HYBRID_DIR and self.hybrid is None:
+            raise ValueError(f"method {method.name!r} needs a trained hybrid (tasc train-hybrid)")
+
+
+def spec_config(method: Method, spec: SpecConfig) -> SpecConfig:
+    """TASC-spec settings for a method: the corpus-only and context-only variants switch a source off."""
+    if method.drafts == "tasc-corpus":
+        return replace(spec, use_context=False)
+    if method.drafts == "tasc-context":
+        return replace(spec, use_corpus=False)
+    return spec
+
+
+def build_drafter(method: Method, res: Resources) -> DraftSource:
+    """The drafter of a LOOP method (NoDraft for plain decoding).
+
+    One drafter may answer many prompts in turn (its acceptance statistics keep learning), never two at once.
+    """
+    if method.engine != LOOP:
+        raise ValueError(f"method {method.name!r} does not run in our verify loop (engine {method.engine})")
+    res.check(method)
+    if method.drafts == "none":
+        return NoDraft()
+    if method.drafts == "draft-model":
+        return DraftModelDrafter(res.draft_model, res.assist, res.lm.eos_token_id)
+    tasc = tasc_drafter(res.lm.tokenizer, res.index if method.drafts != "tasc-context" else None,
+                        spec_config(method, res.spec), res.context_keys)
+    if method.drafts == "mixed":
+        return MixedDrafter(tasc, DraftModelDrafter(res.draft_model, res.assist, res.lm.eos_token_id), res.assist)
+    return tasc
+
+
+def hybrid_steps(res: Resources, prompt_ids: Sequence[int], config: DecodeConfig) -> Generator[Step, None, None]:
+    """The hybrid's answer as one Step: it is not a verify loop (one target pass, then its own decoder)."""
+    from tasc.spec.decode import Step
+
+    r = res.hybrid.generate(res.lm.model, prompt_ids, config.max_new_tokens, res.lm.eos_token_id)
+    yield Step(r.tokens, 0, [MODEL] * len(r.tokens), [], 0.0, r.wall_s, r.wall_s, True)
+
+
+def step_stream(method: Method, res: Resources, prompt_ids: Sequence[int], config: DecodeConfig,
+                prefix: PrefixCache | None = None) -> Generator[Step, None, None]:
+    """A method's answer as a stream of Steps (one per verify pass); LOOP and HYBRID methods only."""
+    from tasc.spec.decode import speculative_steps
+
+    config.check()
+    if method.engine == HYBRID:
+        res.check(method)
+        return hybrid_steps(res, prompt_ids, config)
+    return speculative_steps(res.lm.model, prompt_ids, build_drafter(method, res), config, res.lm.eos_token_id, prefix)
+
+
+def arena_methods(has_finetuned: bool, has_draft_model: bool, has_hybrid: bool) -> list[Method]:
+    """The Arena's right-pane methods that the models at hand allow, in registry order."""
+    available = {None: True, DRAFT_MODEL_DIR: has_draft_model, HYBRID_DIR: has_hybrid}
+    return [m for m in METHODS.values() if m.arena and available[m.needs] and (m.model != FT or has_finetuned)]

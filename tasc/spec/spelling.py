@@ -1,0 +1,110 @@
+"""Copy drafts across tokenisations: continue a prompt word in the answer's own spelling.
+
+The context index matches token ids, so it cannot follow a copy whose tokens differ between prompt
+and answer. That happens at every JSON value: the prompt says ` digging now` (a leading space, one
+token for the word), the answer writes `"dig` + `ging now` after a quote. Once the answer has begun
+a word, this index finds that text at a word start in the prompt and drafts the prompt's next
+characters as the answer's tokenizer would cut them (`ging`, ` now`), without knowing token ids.
+
+    >>> copier = SpellingCopy(encode, decode)   # the answer tokenizer's
+    >>> copier.start(prompt_ids)                # "... add digging now to my playlist ..."
+    >>> copier.continuation(answer_tail_ids)    # answer ends '"entity_name": "dig' -> (['ging', ' now', ...], 1)
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+WORD_STARTERS = " \t\n\"'([{:,;=/"  # a word starts after one of these (or at the start of the text)
+MAX_SUFFIX_CHARS = 32  # longest answer suffix looked up in the prompt
+WINDOW_CHARS = 40  # prompt characters after the match that are tokenised as the continuation
+
+
+class SpellingCopy:
+    """Continuations of the answer's last word(s) from the prompt text, in the answer's tokens.
+
+    Args:
+        encode: text -> token ids, with character offsets (a transformers fast tokenizer's
+            `__call__` with `return_offsets_mapping`), wrapped as `encode(text) -> (ids, offsets)`.
+        decode: token ids -> text.
+        special_ids: ids that separate prompt segments (chat-template markers); copies never cross them.
+        min_chars: shortest answer suffix looked up (one letter matches too many words).
+    """
+
+    def __init__(self, encode: Callable[[str], tuple[list[int], list[tuple[int, int]]]],
+                 decode: Callable[[Sequence[int]], str], special_ids: Sequence[int] = (), min_chars: int = 2) -> None:
+        self.encode = encode
+        self.decode = decode
+        self.special = set(special_ids)
+        self.min_chars = min_chars
+        self.prompt = ""
+        self._memo: dict[tuple[int, ...], tuple[list[int], int]] = {}
+
+    def start(self, prompt_ids: Sequence[int]) -> None:
+        """Take the prompt's text; segments between special tokens are joined by newlines, which copies stop at."""
+        segments: list[list[int]] = []
+        current: list[int] = []
+        for token in prompt_ids:
+            if token in self.special:
+                segments.append(current)
+                current = []
+            else:
+                current.append(token)
+        segments.append(current)
+        self.prompt = "\n" + "\n".join(self.decode(s) for s in segments if s)
+        self._memo = {}
+
+    def continuation(self, tail: Sequence[int]) -> tuple[list[int], int]:
+        """Tokens that continue `tail` (the answer's last tokens) as a copy of the prompt ([] when none),
+        and how many of the tail's tokens the prompt text matched."""
+        key = tuple(tail)
+        if key not in self._memo:
+            self._memo[key] = self._continue(key)
+        return self._memo[key]
+
+    def _continue(self, tail: tuple[int, ...]) -> tuple[list[int], int]:
+        text = self.decode(tail)[-MAX_SUFFIX_CHARS:]
+        # Longest first: every suffix that starts a word in the answer, looked up at a word start in the prompt.
+        for i in range(len(text)):
+            if not (i == 0 or text[i - 1] in WORD_STARTERS) or text[i] in WORD_STARTERS:
+                continue
+            suffix = text[i:]
+            if len(suffix) < self.min_chars or "\ufffd" in suffix:
+                continue
+            at = self._find_at_word_start(suffix)
+            if at < 0:
+                continue
+            rest = self.prompt[at + len(suffix) : at + len(suffix) + WINDOW_CHARS].split("\n", 1)[0]
+            if not rest:
+                continue
+            ids, offsets = self.encode(suffix + rest)
+            k = next((j for j, (_, end) in enumerate(offsets) if end >= len(suffix)), None)
+            if k is None or offsets[k][1] != len(suffix) or list(tail[-(k + 1):]) != ids[: k + 1]:
+                continue  # the answer spelt this suffix otherwise, so its continuation may be cut otherwise too
+            cut = at + len(suffix) + len(rest) < len(self.prompt) and self.prompt[at + len(suffix) + len(rest)] != "\n"
+            return (ids[k + 1 : -1] if cut else ids[k + 1 :]), k + 1  # the window may end inside a token
+        return [], 0
+
+    def _find_at_word_start(self, suffix: str) -> int:
+        """Start of the last occurrence of `suffix` at a word start in the prompt, or -1."""
+        end = len(self.prompt)
+        while True:
+            at = self.prompt.rfind(suffix, 0, end)
+            if at <= 0:
+                return -1  # the prompt text starts with the "\n" added in `start`
+            if self.prompt[at - 1] in WORD_STARTERS:
+                return at
+            end = at + len(suffix) - 1
+
+
+def spelling_copy_for(tokenizer: object) -> SpellingCopy:
+    """A `SpellingCopy` over a transformers fast tokenizer (the answer tokenizer)."""
+
+    def encode(text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)  # type: ignore[operator]
+        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
+
+    def decode(ids: Sequence[int]) -> str:
+        return tokenizer.decode(list(ids), skip_special_tokens=False)  # type: ignore[attr-defined]
+
+    return SpellingCopy(encode, decode, getattr(tokenizer, "all_special_ids", ()))

@@ -1,0 +1,115 @@
+"""Guess which prompt word a JSON answer copies next, where no n-gram can: at the start of a value.
+
+Slot-filling answers copy words of the input into string values, in the input's order. After a key
+(`"entity_name": "`) the corpus knows the key but not this prompt's value, the context index has no
+token match yet, and the spelling copy (`tasc.spec.spelling`) needs the value's first letters. So the first
+token of every value was a pass of its own. This source guesses it: among the prompt's words not yet
+used by the answer, the first (in prompt order) that often starts a value in the corpus answers, or a
+word the corpus never saw (names and titles mostly are values).
+
+    >>> starts = ValueStarts(["add jazz to my list"], ['{"slots": {"music": "jazz", "owner": "my"}}'])
+    >>> round(starts.prob("jazz"), 2), round(starts.prob("to"), 2)
+    (0.75, 0.25)
+
+For answers without `: "` values (free text) the statistics are empty and the source stays silent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Callable, Iterable, Sequence
+
+WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits; quotes, spaces and "_" separate words
+VALUE_START = re.compile(r':\s*"([^\W_]+)', re.UNICODE)  # a JSON string value and its first word
+OPENER = re.compile(r':\s*"$')  # the answer ends where a string value begins
+UNSEEN = 0.5  # chance that a word the corpus inputs never had starts a value
+MIN_PROB = 0.3  # words less likely than this to start a value are skipped
+WINDOW_CHARS = 24  # prompt characters tokenised to find the value's first token
+
+
+class ValueStarts:
+    """How often each input word starts a string value of its row's answer, from the corpus's pairs.
+
+    Args:
+        inputs, outputs: the corpus rows.
+        template_words: the prompt format's own words (system message, role names): never values.
+    """
+
+    def __init__(self, inputs: Iterable[str], outputs: Iterable[str], template_words: Iterable[str] = ()) -> None:
+        self.seen: Counter[str] = Counter()
+        self.starts: Counter[str] = Counter()
+        for text, answer in zip(inputs, outputs, strict=False):
+            opened = {m.group(1).lower() for m in VALUE_START.finditer(answer)}
+            for word in {w.lower() for w in WORD.findall(text)}:
+                self.seen[word] += 1
+                self.starts[word] += word in opened
+        self.template_words = {w.lower() for w in template_words}
+        self.active = sum(self.starts.values()) > 0  # the answers have string values at all
+
+    def prob(self, word: str) -> float:
+        """Smoothed share of the corpus rows with `word` in the input whose answer starts a value with it."""
+        word = word.lower()
+        if word in self.template_words:
+            return 0.0
+        seen = self.seen[word]
+        return UNSEEN if seen == 0 else (self.starts[word] + 0.5) / (seen + 1)
+
+
+class NextValueCopy:
+    """At a value opening, the first answer token of the prompt word most likely to start the value.
+
+    Args:
+        starts: the corpus statistics.
+        encode: text -> answer token ids (no special tokens).
+        decode: token ids -> text.
+        special_ids: chat-template markers, dropped from the prompt text.
+    """
+
+    def __init__(self, starts: ValueStarts, encode: Callable[[str], list[int]], decode: Callable[[Sequence[int]], str],
+                 special_ids: Sequence[int] = ()) -> None:
+        self.starts = starts
+        self.encode = encode
+        self.decode = decode
+        self.special = set(special_ids)
+        self.prompt = ""
+        self.words: list[tuple[int, str, float]] = []  # (character offset, word, chance it starts a value)
+        self._first_token: dict[int, int | None] = {}
+
+    def start(self, prompt_ids: Sequence[int]) -> None:
+        """Take the prompt's words that may start a value, in order."""
+        self.prompt = self.decode([t for t in prompt_ids if t not in self.special])
+        self.words = [(m.start(), m.group(), p) for m in WORD.finditer(self.prompt)
+                      if (p := self.starts.prob(m.group())) >= MIN_PROB]
+        self._first_token = {}
+
+    def guess(self, answer_text: str) -> tuple[int, float] | None:
+        """(token, chance the word starts the value) when `answer_text` ends at a value opening, else None.
+
+        Words the answer already wrote are skipped: values follow the input's order, so the first
+        unused likely word is the next value's start.
+        """
+        if not self.words or not OPENER.search(answer_text):
+            return None
+        used = {w.lower() for w in WORD.findall(answer_text)}
+        for offset, word, p in self.words:
+            if word.lower() in used:
+                continue
+            if offset not in self._first_token:
+                ids = self.encode(self.prompt[offset : offset + WINDOW_CHARS])
+                self._first_token[offset] = ids[0] if ids else None
+            token = self._first_token[offset]
+            return (token, p) if token is not None else None
+        return None
+
+
+def next_value_copy_for(tokenizer: object, starts: ValueStarts) -> NextValueCopy:
+    """A `NextValueCopy` over a transformers tokenizer (the answer tokenizer)."""
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+
+    def decode(ids: Sequence[int]) -> str:
+        return tokenizer.decode(list(ids), skip_special_tokens=False)  # type: ignore[attr-defined]
+
+    return NextValueCopy(starts, encode, decode, getattr(tokenizer, "all_special_ids", ()))

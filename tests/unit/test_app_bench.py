@@ -1,0 +1,110 @@
+"""The app's Benchmark and Arena read the library's definitions: `tasc bench`'s measurement, the method
+registry, the one answer-length bound.
+
+The handlers run in-process on the tiny model (no server); the CLI side calls `run_bench` exactly as
+`tasc/commands/bench.py` does (`--corpus-split train --prompts-split heldout --shots 1`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from studio import app_state, tab_arena, tab_corpus
+from studio.app_state import ASSETS, heldout_inputs
+
+EXAMPLE = "weather_reports.jsonl"
+N_PROMPTS, MAX_NEW, SHOTS = 3, 16, 1
+
+
+@pytest.fixture
+def app_on_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
+    """The app's store and pool on the tiny model, fresh for this test."""
+    monkeypatch.setenv("TASC_APP_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("TASC_APP_CACHE", str(tmp_path / "app_cache"))
+    app_state.store.cache_clear()
+    app_state.pool.cache_clear()
+    yield
+    app_state.store().close()
+    app_state.store.cache_clear()
+    app_state.pool.cache_clear()
+
+
+def cli_bench(model_dir, n: int) -> dict:
+    """`tasc bench` on the example: train split as the corpus, held-out split as the prompts."""
+    from tasc.bench.bench import BenchConfig, run_bench
+    from tasc.core.corpus import load_corpus, references_by_input, select_split
+    from tasc.core.models import load_model
+    from tasc.methods import DEFAULT_BENCH_METHODS
+    from tasc.spec.decode import DecodeConfig
+
+    corpus = select_split(load_corpus(ASSETS / EXAMPLE), "train", tab_corpus.HELDOUT_FRACTION, tab_corpus.HELDOUT_SEED)
+    prompts = select_split(load_corpus(ASSETS / EXAMPLE), "heldout", tab_corpus.HELDOUT_FRACTION, tab_corpus.HELDOUT_SEED)
+    refs = references_by_input(prompts)
+    inputs = list(refs)[:n]
+    config = BenchConfig(methods=DEFAULT_BENCH_METHODS, decode=DecodeConfig(MAX_NEW), warmup=1).check()
+    lm = load_model(str(model_dir))
+    lm.prompt_format = lm.prompt_format.with_shots(corpus.pairs()[:SHOTS])
+    report = run_bench(lm, inputs, corpus.outputs, config, references=[refs[i] for i in inputs],
+                       corpus_inputs=corpus.inputs)
+    report["prompts"] = inputs
+    return report
+
+
+def test_app_benchmark_matches_the_cli_benchmark(app_on_tiny_model, tiny_model_dir):
+    token = tab_corpus.use_example(EXAMPLE, None, None)[0]
+    *_, (status, table, plot) = tab_arena.run_benchmark(N_PROMPTS, MAX_NEW, SHOTS, token, None)
+    assert status.startswith(f"Done: {N_PROMPTS} held-out prompts")
+    session = app_state.store().get(token)
+    app_report = session.jobs["bench"].result
+
+    cli_report = cli_bench(tiny_model_dir, N_PROMPTS)
+    assert heldout_inputs(session)[:N_PROMPTS] == cli_report["prompts"]  # the same held-out prompts
+    assert app_report["neighbour_index"] and cli_report["neighbour_index"]  # both draft from similar inputs' rows
+    app_spec, cli_spec = app_report["methods"]["tasc-spec"], cli_report["methods"]["tasc-spec"]
+    assert app_spec["mean_accepted"] == cli_spec["mean_accepted"]
+    assert app_spec["forward_passes"] == cli_spec["forward_passes"]
+    assert app_spec["accepted_by_source"] == cli_spec["accepted_by_source"]
+    assert list(table["method"]) == list(app_report["methods"])  # the table shows that report
+
+
+def test_app_benchmark_refuses_a_bad_answer_length(app_on_tiny_model):
+    import gradio as gr
+
+    from tasc.spec.decode import MAX_NEW_TOKENS
+
+    token = tab_corpus.use_example(EXAMPLE, None, None)[0]
+    with pytest.raises(gr.Error, match=f"from 1 to {MAX_NEW_TOKENS}"):
+        list(tab_arena.run_benchmark(N_PROMPTS, MAX_NEW_TOKENS + 1, SHOTS, token, None))
+
+
+def test_arena_takes_registry_names_and_the_library_bound(app_on_tiny_model):
+    import gradio as gr
+
+    from tasc.spec.decode import MAX_NEW_TOKENS
+
+    token = tab_corpus.use_example(EXAMPLE, None, None)[0]
+    with pytest.raises(gr.Error, match="Unknown method .*choose one of: tasc-spec, tasc-context, tasc-ft"):
+        list(tab_arena.arena_run("hello", "TASC-spec (drafts from the corpus and the prompt)", None, 16, 0, token, None))
+    with pytest.raises(gr.Error, match="Unknown method 'pld'"):  # a registry method the Arena does not race
+        list(tab_arena.arena_run("hello", "pld", None, 16, 0, token, None))
+    with pytest.raises(gr.Error, match=f"from 1 to {MAX_NEW_TOKENS}, got {MAX_NEW_TOKENS + 8}"):
+        list(tab_arena.arena_run("hello", "tasc-spec", None, MAX_NEW_TOKENS + 8, 0, token, None))
+    *_, final = tab_arena.arena_run("hello", "tasc-context", None, 8, 0, token, None)
+    assert "identical output ✓" in final[4]
+
+
+def test_arena_picker_offers_registry_methods_up_to_the_library_bound(monkeypatch):
+    import gradio as gr
+
+    import app
+    from tasc.methods import arena_methods
+    from tasc.spec.decode import MAX_NEW_TOKENS
+
+    monkeypatch.delenv("TASC_APP_DRAFT_MODEL", raising=False)
+    monkeypatch.delenv("TASC_APP_HYBRID_MODEL", raising=False)
+    blocks = app.build_demo().blocks.values()
+    (picker,) = [b for b in blocks if isinstance(b, gr.Dropdown) and b.label == "Right pane"]
+    assert [tuple(c) for c in picker.choices] == [(m.label, m.name) for m in arena_methods(False, False, False)]
+    assert picker.value == "tasc-spec"
+    sliders = [b for b in blocks if isinstance(b, gr.Slider) and b.label == "Max new tokens"]
+    assert [s.maximum for s in sliders] == [MAX_NEW_TOKENS]
