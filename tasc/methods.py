@@ -48,6 +48,9 @@ class Method:
     needs_corpus: bool = False  # drafts from the task corpus's index
     needs: str | None = None  # a trained directory: DRAFT_MODEL_DIR or HYBRID_DIR
     arena: bool = False  # offered in the Arena's right pane
+    # HF only: transformers' static KV cache; on a GPU `generate` then compiles the forward with torch.compile
+    # (transformers' recommended low-latency setup).
+    compiled: bool = False
 
     @property
     def uses_tasc(self) -> bool:
@@ -58,6 +61,7 @@ class Method:
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("greedy", "Plain greedy (transformers generate)", engine=HF),
     Method("greedy-loop", "Plain greedy (our loop)"),
+    Method("greedy-static", "Plain greedy (transformers generate, static cache; compiled on a GPU)", engine=HF, compiled=True),
     Method("pld", "Prompt lookup decoding (transformers)", engine=HF, drafts="pld"),
     Method("tasc-spec", "TASC-spec (drafts from the corpus and the prompt)", drafts="tasc", needs_corpus=True, arena=True),
     Method("tasc-context", "Prompt lookup (drafts from the prompt only)", drafts="tasc-context", arena=True),
@@ -74,7 +78,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("hybrid", "Hybrid (small decoder on the model's prompt states; not verified)", engine=HYBRID, lossless=False,
            needs=HYBRID_DIR, arena=True),
 )}
-GREEDY_BASELINES = ("greedy", "greedy-loop")  # a speed-up divides by the faster of these
+GREEDY_BASELINES = ("greedy", "greedy-loop", "greedy-static")  # a speed-up divides by the fastest of these run
 DEFAULT_BENCH_METHODS = ("greedy", "greedy-loop", "pld", "tasc-spec")  # what a benchmark runs unless told
 
 

@@ -111,7 +111,7 @@ def _resources(lm: LoadedModel, methods: Sequence[Method], corpus_outputs: Seque
                corpus_inputs: Sequence[str] | None, config: BenchConfig) -> dict[str, Resources]:
     """What the methods run on, per model kind: the target ("base") and the fine-tuned model ("ft")."""
     kinds = {m.model for m in methods}
-    models = {kind: lm if kind != FT else load_model(config.ft_model or "", device=lm.device) for kind in kinds}
+    models = {kind: lm if kind != FT else load_model(config.ft_model or "", device=lm.device, dtype=lm.model.dtype) for kind in kinds}
     needs = {m.needs for m in methods}
     draft = hybrid = None
     if DRAFT_MODEL_DIR in needs:
@@ -174,6 +174,12 @@ def _figures(runs: dict[str, list[MethodRun]], models: dict[str, LoadedModel], e
         wall = figures[m]["wall_s"]
         figures[m]["chars_per_s"] = round(sum(map(len, texts[m])) / wall, 1) if wall else 0.0
         figures[m]["identical_text_to_greedy"] = round(sum(a == b for a, b in zip(texts[m], texts["greedy"], strict=False)) / len(reference), 4)
+    if "greedy-loop" in runs:  # against our own one-token loop: on a GPU in bf16 a wide pass may round otherwise
+        loop = [r.tokens for r in runs["greedy-loop"]]
+        for m in runs:
+            if METHODS[m].model != FT:
+                same = sum(_strip_eos(r.tokens, eos) == _strip_eos(ref, eos) for r, ref in zip(runs[m], loop, strict=True))
+                figures[m]["identical_to_greedy_loop"] = round(same / len(loop), 4)
     if references is not None:  # quality of every method's answers (lossy methods differ from greedy's)
         from tasc.bench.evaluate import score_answers
 
@@ -249,7 +255,8 @@ def run_bench(
         "machine": {**machine_info(), "cpu_linear": linear_kernels(lm.model)},
         "n_prompts": len(prompts),
         "max_new_tokens": config.decode.max_new_tokens,
-        "static_cache": config.decode.static_cache,  # our loop's KV cache: preallocated, or transformers' DynamicCache
+        "static_cache": config.decode.static_cache,
+        "cuda_graphs": config.decode.graphs is not False and lm.device.startswith("cuda"),  # our loop's KV cache: preallocated, or transformers' DynamicCache
         "corpus_outputs": len(corpus_outputs),
         "spec": asdict(config.spec),  # the TASC-spec drafting parameters of this run
         "neighbour_index": getattr(res[BASE].index, "neighbours", None) is not None,

@@ -131,6 +131,8 @@ def _hf_runner(method: Method, res: Resources, config: DecodeConfig, hf: HfSetti
         draft.generation_config.num_assistant_tokens_schedule = "constant"
         draft.generation_config.assistant_confidence_threshold = res.assist.min_confidence
         return lambda ids: run_hf(res.lm, ids, config, assistant_model=draft)
+    if method.compiled:  # a static cache is built by generate itself: no prefix fork
+        return lambda ids: run_hf(res.lm, ids, config, cache_implementation="static")
     return lambda ids: run_hf(res.lm, ids, config, prefix)
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasc.commands.options import add_common, add_model_options, add_split_options, progress_bar
+from tasc.commands.options import add_common, add_model_options, add_split_options, load_from_args, progress_bar
 from tasc.methods import DEFAULT_BENCH_METHODS, METHODS
 
 
@@ -36,6 +36,8 @@ def register(subparsers: Any) -> None:
                    help="prefill every prompt whole (default: the prefix all prompts share is run once per model and its cache reused)")
     p.add_argument("--no-static-cache", dest="static_cache", action="store_false",
                    help="our loop keeps transformers' DynamicCache (default: a preallocated KV cache, tasc/spec/kv_cache.py)")
+    p.add_argument("--no-cuda-graphs", dest="graphs", action="store_false", default=None,
+                   help="on a GPU, run our loop's passes eagerly (default: bucketed widths compiled as CUDA graphs)")
     p.add_argument("--ft-model", metavar="DIR", help="enriched fine-tuned model (tasc enrich + finetune) for tasc-ft, tasc-ft+spec")
     add_split_options(p, (("--corpus-split", "part of --corpus to draft from (split by input)"),
                           ("--prompts-split", "part of --prompts to answer (split by input)")))
@@ -46,14 +48,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load model, corpus and prompts; run the benchmark; print the table; save the plots."""
     from tasc.bench.bench import BenchConfig, format_table, overlap_warning, run_bench
     from tasc.core.corpus import load_corpus, references_by_input, select_split
-    from tasc.core.models import load_model
     from tasc.spec.decode import DecodeConfig
     from tasc.spec.drafts import SpecConfig
 
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    config = BenchConfig(methods=methods, decode=DecodeConfig(args.max_new_tokens, static_cache=args.static_cache), warmup=args.warmup,
+    config = BenchConfig(methods=methods, decode=DecodeConfig(args.max_new_tokens, static_cache=args.static_cache, graphs=args.graphs), warmup=args.warmup,
                          draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model,
                          cost_curve=args.cost_curve, prefix_cache=args.prefix_cache,
                          spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours)).check()
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if warning:
         print(warning, file=sys.stderr)
 
-    lm = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    lm = load_from_args(args)
     if args.shots:
         if corpus.inputs is None:
             raise ValueError("--shots needs a corpus with inputs")

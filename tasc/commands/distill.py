@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tasc.commands.options import add_common, add_model_options, progress_bar
+from tasc.commands.options import add_common, add_model_options, load_from_args, progress_bar
 
 
 def register(subparsers: Any) -> None:
@@ -26,14 +26,13 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Answer each input not yet in --out and append it there."""
     from tasc.core.corpus import load_corpus
-    from tasc.core.models import load_model
     from tasc.ft.distill import distill
 
     source = load_corpus(args.inputs)
     # A file of bare lines has outputs only: those lines are the inputs.
     inputs = source.inputs if source.inputs is not None else source.outputs
     inputs = list(dict.fromkeys(inputs))[: args.n]
-    lm = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    lm = load_from_args(args)
     if args.shots:
         if source.inputs is None:
             raise ValueError("--shots needs rows with both input and output")

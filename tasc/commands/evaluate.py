@@ -10,6 +10,7 @@ from tasc.commands.options import (
     add_model_options,
     add_split_options,
     load_corpus_split,
+    load_from_args,
     progress_bar,
 )
 
@@ -31,13 +32,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Answer the held-out inputs and print the scores."""
     from tasc.bench.evaluate import evaluate
     from tasc.core.corpus import load_corpus
-    from tasc.core.models import load_model
 
     if args.n is not None and args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     heldout = load_corpus_split(args.corpus, args)
     draft_corpus = load_corpus(args.draft_corpus) if args.draft_corpus else None
-    lm = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    lm = load_from_args(args)
     on_progress, close = progress_bar("evaluate")
     try:
         result = evaluate(lm, heldout, n=args.n, max_new_tokens=args.max_new_tokens, on_progress=on_progress, draft_corpus=draft_corpus)

@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-length", type=int, default=256, help="prompt + answer tokens per example")
     add_training_options(p, steps=200, steps_help="optimiser steps (default 200)", batch_size=8,
                          lr=None, lr_help="learning rate (default 2e-4 full, 1e-3 LoRA)",
-                         resume_help="continue from the last checkpoint in --out")
+                         resume_help="continue from the last checkpoint in --out", save_every=None)
     p.set_defaults(run=run)
 
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     config = FinetuneConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, lora=args.lora, lora_rank=args.lora_rank,
-        save_every=args.save_every, max_length=args.max_length, seed=args.seed,
+        save_every=args.save_every, save_every_s=args.save_every_s, max_length=args.max_length, seed=args.seed,
     )
     config.check()
     corpus = load_corpus_split(args.corpus, args)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any, Iterable
 
-from tasc.commands.options import add_common, add_model_options
+from tasc.commands.options import add_common, add_model_options, load_from_args
 from tasc.methods import FT, HF, METHODS
 
 
@@ -34,7 +34,6 @@ def register(subparsers: Any) -> None:
 def _resources(args: argparse.Namespace, method: Any) -> Any:
     """Load what the method runs on: its model, the corpus index, a trained draft model or hybrid."""
     from tasc.core.corpus import load_corpus
-    from tasc.core.models import load_model
     from tasc.methods import DRAFT_MODEL_DIR, HYBRID_DIR, Resources
     from tasc.spec.drafts import build_corpus_index
 
@@ -45,8 +44,8 @@ def _resources(args: argparse.Namespace, method: Any) -> Any:
     for kind in (method.model, method.needs):
         if kind in needed and not needed[kind][1]:
             raise ValueError(f"--method {method.name} needs {needed[kind][0]} DIR")
-    target = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
-    lm = load_model(args.ft_model, device=target.device) if method.model == FT else target
+    target = load_from_args(args)
+    lm = load_from_args(args, args.ft_model) if method.model == FT else target
     res = Resources(lm)
     if method.needs_corpus:
         corpus = load_corpus(args.corpus)

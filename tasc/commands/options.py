@@ -29,6 +29,19 @@ def add_model_options(parser: argparse.ArgumentParser, flag: str = "--model") ->
     parser.add_argument(flag, default="smollm2-135m", help="smollm2-135m (offline default), a hub id or a model directory")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                        help="auto: bfloat16 on a GPU (fast; a wide verify pass may round unlike a one-token one), "
+                             "float32 on a CPU; float32 on a GPU is the exact mode")
+
+
+def load_from_args(args: argparse.Namespace, spec: str | None = None) -> Any:
+    """Load `spec` (default: --model) with the --device, --dtype and --trust-remote-code options."""
+    import torch
+
+    from tasc.core.models import load_model
+
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    return load_model(spec or args.model, device=args.device, dtype=dtype, trust_remote_code=args.trust_remote_code)
 
 
 def add_split_options(parser: argparse.ArgumentParser, splits: Sequence[tuple[str, str]] = (("--split", SPLIT_HELP),)) -> None:
@@ -46,12 +59,21 @@ def add_split_options(parser: argparse.ArgumentParser, splits: Sequence[tuple[st
 
 
 def add_training_options(parser: argparse.ArgumentParser, *, steps: int, steps_help: str, batch_size: int,
-                         lr: float | None, lr_help: str, resume_help: str = "continue from the checkpoints in --out") -> None:
-    """Options every training command takes: steps, batch size, learning rate, checkpoint interval, seed, resume."""
+                         lr: float | None, lr_help: str, resume_help: str = "continue from the checkpoints in --out",
+                         save_every: int | None = 50) -> None:
+    """Options every training command takes: steps, batch size, learning rate, checkpoint interval, seed, resume.
+
+    `save_every=None`: the command checkpoints by time (`--save-every-s`), and --save-every adds a step interval.
+    """
     parser.add_argument("--steps", type=int, default=steps, help=steps_help)
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--lr", type=float, default=lr, help=lr_help)
-    parser.add_argument("--save-every", type=int, default=50, help="checkpoint interval in steps")
+    if save_every is None:
+        parser.add_argument("--save-every", type=int, default=None, help="also checkpoint every N steps (default: by time only)")
+        parser.add_argument("--save-every-s", type=float, default=60.0,
+                            help="checkpoint when this many seconds passed since the last one, and on stop (default 60)")
+    else:
+        parser.add_argument("--save-every", type=int, default=save_every, help="checkpoint interval in steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help=resume_help)
 

@@ -7,7 +7,7 @@ decoding produces them (see `tasc.core.prompts`).
 
 A run is a job: progress events (step, loss, learning rate, ETA) go to `on_progress`, a
 `threading.Event` cancels it after the current step with a checkpoint saved, checkpoints are
-written every `save_every` steps under `OUT/checkpoints`, and `resume=True` continues a killed or
+written every `save_every_s` seconds (and every `save_every` steps when set) under `OUT/checkpoints`, and `resume=True` continues a killed or
 cancelled run from its last checkpoint. The result is a plain model directory (safetensors; a LoRA
 run is merged) that `AutoModelForCausalLM.from_pretrained` loads without TASC.
 Multi-GPU: `accelerate launch -m tasc finetune ...` runs this same code data-parallel.
@@ -42,7 +42,10 @@ class FinetuneConfig:
     learning_rate: float | None = None  # None: 2e-4 for a full fine-tune, 1e-3 for LoRA
     lora: bool = False  # train LoRA adapters (merged at the end) instead of all weights
     lora_rank: int = 16  # LoRA rank r (alpha = 2r)
-    save_every: int = 50  # checkpoint interval in steps
+    save_every: int | None = None  # also checkpoint every N steps (None: by time only)
+    # Checkpoint once this many seconds passed since the last one (and on stop): a GPU runs a step in
+    # a fraction of a second, so a step interval would write the model and optimizer every few seconds.
+    save_every_s: float = 60.0
     log_every: int = 5  # loss reporting interval in steps (the live loss curve's resolution)
     max_length: int = 256  # prompt + answer tokens; longer examples are cut at the end
     warmup_ratio: float = 0.05  # share of steps with a linearly rising learning rate
@@ -58,9 +61,13 @@ class FinetuneConfig:
 
     def check(self) -> None:
         """Raise ValueError naming the first bad setting."""
-        for name in ("steps", "batch_size", "save_every", "log_every", "lora_rank"):
+        for name in ("steps", "batch_size", "log_every", "lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.save_every is not None and self.save_every < 1:
+            raise ValueError(f"save_every must be at least 1 (or None: by time only), got {self.save_every}")
+        if not self.save_every_s > 0:
+            raise ValueError(f"save_every_s must be a positive number of seconds, got {self.save_every_s}")
         if self.max_length < 8:
             raise ValueError(f"max_length must be at least 8, got {self.max_length}")
         if not self.lr > 0:
@@ -129,13 +136,19 @@ def last_checkpoint(out_dir: str | Path) -> Path | None:
     return RunDir(out_dir).latest_checkpoint(_complete)
 
 
-def _progress_callback(total: int, on_progress: ProgressFn | None, cancel: threading.Event | None, losses: list, t0: float, start_step: list):
-    """A TrainerCallback that reports progress, records losses and stops (with a checkpoint) on cancel."""
+def _progress_callback(total: int, on_progress: ProgressFn | None, cancel: threading.Event | None, losses: list, t0: float,
+                       start_step: list, save_every_s: float = float("inf")):
+    """A TrainerCallback that reports progress, records losses, checkpoints every `save_every_s` seconds and
+    stops (with a checkpoint) on cancel."""
     from transformers import TrainerCallback
 
     class _Callback(TrainerCallback):
         def __init__(self) -> None:
             self.latest: dict[str, float] = {}
+            self.saved_at = time.perf_counter()
+
+        def on_save(self, args, state, control, **kwargs):
+            self.saved_at = time.perf_counter()
 
         def on_train_begin(self, args, state, control, **kwargs):
             start_step[0] = state.global_step  # > 0 when resuming
@@ -151,6 +164,8 @@ def _progress_callback(total: int, on_progress: ProgressFn | None, cancel: threa
                 first = start_step[0]
                 on_progress(Progress("finetune", state.global_step - first, total - first, time.perf_counter() - t0,
                                      {**self.latest, "step": state.global_step}, f"step {state.global_step}/{total}"))
+            if time.perf_counter() - self.saved_at >= save_every_s and state.global_step < total:
+                control.should_save = True  # the run's end needs none: the model itself is saved then
             if cancel is not None and cancel.is_set():  # after reporting, so a cancel from the report stops here
                 control.should_training_stop = True
                 control.should_save = True  # nothing lost: --resume continues from here
@@ -203,8 +218,9 @@ def _training_args(config: FinetuneConfig, run: RunDir, device: str) -> Any:
         warmup_steps=max(0, round(config.warmup_ratio * config.steps)),
         weight_decay=0.0,
         logging_steps=config.log_every,
-        save_strategy="steps",
-        save_steps=config.save_every,
+        # By time (the progress callback asks for a save), plus every `save_every` steps when set.
+        save_strategy="steps" if config.save_every else "no",
+        save_steps=config.save_every or 1,
         save_total_limit=2,
         seed=config.seed,
         bf16=on_gpu and torch.cuda.is_bf16_supported(),
@@ -237,7 +253,7 @@ def _train(train_model: Any, lm: Any, examples: list[Example], config: FinetuneC
         args=_training_args(config, run, lm.device),
         train_dataset=[asdict(e) for e in examples],
         data_collator=PadCollator(pad_id),
-        callbacks=[_progress_callback(config.steps, on_progress, cancel, losses, t0, start_step)],
+        callbacks=[_progress_callback(config.steps, on_progress, cancel, losses, t0, start_step, config.save_every_s)],
     )
     run.write_settings(asdict(config))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -250,6 +266,7 @@ def _train(train_model: Any, lm: Any, examples: list[Example], config: FinetuneC
         "resumed_from_step": start_step[0],
         "wall_s": round(wall, 1),
         "seconds_per_step": round(wall / max(steps_done - start_step[0], 1), 3),
+        "samples_per_s": round((steps_done - start_step[0]) * config.batch_size / wall, 2) if wall else 0.0,
         "final_loss": round(sum(loss for _, loss in losses[-3:]) / len(losses[-3:]), 4) if losses else None,
     }
     return figures, losses

@@ -23,6 +23,7 @@ from typing import Any, Generator, Sequence
 import torch
 
 from tasc.spec.drafts import MODEL, Draft, DraftSource, NoDraft
+from tasc.spec.graphs import StaticVerifier, compile_forward, graphs_available
 from tasc.spec.kv_cache import SlabCache, slab_cache
 
 CACHE_SLACK = 64  # KV positions past prompt + answer a static cache keeps for a pass's draft (a tree's side branches)
@@ -78,6 +79,9 @@ class DecodeConfig:
     top_p: float = 1.0  # nucleus sampling mass (do_sample only)
     seed: int | None = None  # seed for sampling, for reproducible runs
     static_cache: bool = True  # preallocated KV cache (`tasc.spec.kv_cache`); False: transformers' DynamicCache
+    # Bucketed passes over transformers' StaticCache, compiled as CUDA graphs (`tasc.spec.graphs`). None: on a
+    # CUDA model; True forces the bucketed path (eager on a CPU: for tests); False never. Trees run their main chain.
+    graphs: bool | None = None
 
     def check(self) -> "DecodeConfig":
         """Raise ValueError naming the first bad setting; return self, so a caller can check where it builds."""
@@ -241,7 +245,7 @@ def tree_inputs(pending: int, draft: Draft, past_len: int, device: Any, mask_dty
 
 def keep_cache_positions(cache: Any, start: int, keep: Sequence[int]) -> None:
     """Keep the cache's first `start` positions and then only the positions `keep` (ascending)."""
-    if isinstance(cache, SlabCache):
+    if isinstance(cache, (SlabCache, StaticVerifier)):
         cache.keep_positions(start, keep)
         return
     index = None
@@ -260,6 +264,23 @@ def tree_mask_dtype(model: Any) -> torch.dtype | None | bool:
     if impl == "eager":
         return model.dtype
     return False  # flash / flex kernels take no arbitrary mask: trees fall back to their main chain
+
+
+_COMPILED: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()  # model -> its compiled forward
+_COMPILE_LOCK = threading.Lock()
+
+
+def use_graphs(model: Any, config: DecodeConfig) -> bool:
+    """Whether this answer takes the bucketed static path (`tasc.spec.graphs`): by default on a CUDA model."""
+    return graphs_available(model) if config.graphs is None else config.graphs
+
+
+def compiled_forward(model: Any) -> Any:
+    """The model's forward compiled for CUDA-graph replay, made once per model (a CPU model: the plain forward)."""
+    with _COMPILE_LOCK:
+        if model not in _COMPILED:
+            _COMPILED[model] = compile_forward(model, enabled=model.device.type == "cuda")
+        return _COMPILED[model]
 
 
 def _new_cache(model: Any) -> Any:
@@ -335,6 +356,11 @@ def _start_cache(model: Any, prompt_ids: Sequence[int], prefix: PrefixCache | No
     """
     cached = prefix.covers(prompt_ids) if prefix is not None else 0
     start = prefix if cached else None
+    if use_graphs(model, config):
+        verifier = StaticVerifier(model, len(prompt_ids) + config.max_new_tokens + CACHE_SLACK, 0, compiled_forward(model))
+        if start is not None:
+            verifier.load(start.cache)
+        return verifier, list(prompt_ids[cached:])
     if config.static_cache:  # room for the prompt, the answer and the largest draft a pass verifies past it
         cache = slab_cache(model, len(prompt_ids) + config.max_new_tokens + CACHE_SLACK, start.cache if start else None)
     else:
@@ -347,6 +373,8 @@ def _forward(model: Any, cache: Any, head: list[int], draft: Draft, device: Any,
 
     A chain is fed after the head; a tree's branches each see only their own ancestors (one-token head).
     """
+    if isinstance(cache, StaticVerifier):  # bucketed widths over a static cache (a chain: trees were cut)
+        return cache.forward(head + draft.tokens, len(draft) + 1)
     if draft.parents is None:
         inputs = torch.tensor([head + draft.tokens], device=device)  # (1, len(head) + k)
         out = model(inputs, past_key_values=cache, use_cache=True, logits_to_keep=len(draft) + 1)
@@ -439,7 +467,7 @@ def speculative_steps(
         t_draft = time.perf_counter()
         room = config.max_new_tokens - produced - 1
         draft: Draft = drafter.propose(room).limit_depth(room) if room > 0 else Draft()
-        if draft.parents is not None and (mask_dtype is False or len(head) > 1):
+        if draft.parents is not None and (mask_dtype is False or len(head) > 1 or isinstance(cache, StaticVerifier)):
             draft = draft.main_chain()  # tree masks are built for a one-token head
 
         # 2. Forward the head and the draft in one pass.

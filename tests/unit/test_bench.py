@@ -20,7 +20,7 @@ def test_bench_reports_every_method(tiny_lm, tmp_path):
     assert set(figures) == {"greedy", "greedy-loop", "pld", "tasc-spec", "tasc-context"}
     assert report["n_prompts"] == 4
     for name, fig in figures.items():
-        assert fig["identical_to_greedy"] == 1.0, name  # all methods here are lossless
+        assert fig["identical_to_greedy"] == fig["identical_to_greedy_loop"] == 1.0, name  # all lossless here
         assert fig["new_tokens"] == figures["greedy"]["new_tokens"]
         assert fig["forward_passes"] >= 1 and fig["wall_s"] > 0
         assert fig["speedup"] > 0 and "speedup_vs_pld" in fig
@@ -113,3 +113,12 @@ def test_spec_config_bounds():
             SpecConfig(**bad).check()
     with pytest.raises(ValueError, match="neighbours"):
         BenchConfig(spec=SpecConfig(neighbours=-3)).check()
+
+
+def test_static_cache_greedy_is_a_baseline(tiny_lm):
+    """transformers' static-cache greedy (compiled on a GPU) answers as greedy does and counts as a baseline."""
+    config = BenchConfig(methods=("greedy", "greedy-static", "tasc-context"), decode=DecodeConfig(10), warmup=0)
+    report = run_bench(tiny_lm, ["play some jazz", "book a table"], ["x"], config)
+    figures = report["methods"]
+    assert figures["greedy-static"]["identical_to_greedy"] == 1.0
+    assert report["baseline_wall_s"] == min(figures[m]["wall_s"] for m in ("greedy", "greedy-static"))

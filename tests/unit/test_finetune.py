@@ -108,6 +108,19 @@ def test_cancel_saves_a_checkpoint_and_resume_finishes(tiny_model_dir, tmp_path)
     assert result["steps"] == 12 and result["resumed_from_step"] == 5
 
 
+@pytest.mark.parametrize("every_s, kept", [(1e-9, ["checkpoint-4", "checkpoint-5"]), (1e9, [])])
+def test_checkpoints_by_time(tiny_model_dir, tmp_path, every_s, kept):
+    """With no step interval, a checkpoint is written once `save_every_s` passed since the last (none at the end:
+    the model itself is saved then); Trainer keeps the last two."""
+    out = tmp_path / "run"
+    config = FinetuneConfig(steps=6, batch_size=2, save_every_s=every_s, keep_checkpoints=True)
+    result = finetune(str(tiny_model_dir), corpus(), out, config, device="cpu")
+    wall = result["wall_s"]  # rounded to 0.1 s
+    assert 12 / (wall + 0.05) <= result["samples_per_s"] <= 12 / max(wall - 0.05, 1e-3)
+    found = sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) if (out / "checkpoints").exists() else []
+    assert found == kept
+
+
 def test_last_checkpoint_skips_a_partly_written_one(tmp_path):
     for step, state in ((5, '{"global_step": 5}'), (10, '{"global_st'), (15, None)):
         folder = tmp_path / "checkpoints" / f"checkpoint-{step}"
