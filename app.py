@@ -29,7 +29,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
-from studio import app_state, tab_arena, tab_corpus, tab_finetune, tab_vocab  # noqa: E402
+from studio import app_state, guard, tab_arena, tab_corpus, tab_finetune, tab_vocab  # noqa: E402
 from studio.app_state import app_cache_dir, app_model, pool, release_session, store  # noqa: E402, F401  (tests reach store, pool here)
 
 ROOT = Path(__file__).resolve().parent
@@ -71,7 +71,10 @@ def launch_options() -> dict[str, Any]:
 def serve(demo: gr.Blocks, **launch_kwargs: Any) -> Any:
     """Queue the app (bounded) and launch it with the app's limits."""
     demo.queue(max_size=app_state.QUEUE_SIZE, default_concurrency_limit=app_state.DEFAULT_CONCURRENCY)
-    return demo.launch(**launch_options(), **launch_kwargs)
+    # the gateway (studio/guard.py) checks uploads and API calls before Gradio; no static file workers,
+    # which would take uploads in other processes, around it
+    gateway = guard.middleware(lambda: demo.fns)
+    return demo.launch(**launch_options(), app_kwargs={"middleware": [gateway]}, num_workers=0, **launch_kwargs)
 
 
 def ensure_model_package() -> None:

@@ -54,8 +54,12 @@ def test_main_warms_the_default_model_then_launches(monkeypatch):
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.append(("launch", kw, self._queue.max_size)))
     app.main()
     exports = str(app.app_cache_dir() / "exports")
+    launch = calls[2][1]
+    gateway = launch.pop("app_kwargs")["middleware"]  # the gateway in front of Gradio (studio/guard.py)
+    assert [m.cls.__name__ for m in gateway] == ["Gateway"]
     assert calls == ["ensure", ("warm", "smollm2-135m"),
-                     ("launch", {"max_file_size": "20mb", "allowed_paths": [exports], "enable_monitoring": False}, 32)]
+                     ("launch", {"max_file_size": "20mb", "allowed_paths": [exports], "enable_monitoring": False,
+                                 "num_workers": 0}, 32)]
 
 
 @pytest.mark.parametrize(
