@@ -6,6 +6,10 @@ Nothing here loads a model or touches the disk at import time: `store()` and `po
 first use. Environment: TASC_APP_MODEL (the base model, default smollm2-135m), TASC_APP_CACHE (work
 folder, default $TASC_HOME/app), TASC_APP_GENERATION_LIMIT (Arena requests served at once, default 4);
 the Arena tab reads TASC_APP_DRAFT_MODEL / TASC_APP_HYBRID_MODEL (`studio.tab_arena.trained_dirs`).
+Limits against clients that hog the server (`session_config`, `job_limits`; read when `store()` is
+made): TASC_APP_MAX_SESSIONS (64), TASC_APP_SESSION_TTL_HOURS (4), TASC_APP_NEW_SESSIONS_PER_MINUTE
+(per client address, 30; 0: no limit), TASC_APP_MAX_JOBS (queued + running jobs of the whole server,
+8) and TASC_APP_MAX_JOBS_PER_KIND (4).
 """
 
 from __future__ import annotations
@@ -57,12 +61,53 @@ def generation_limit() -> int:
     return max(1, int(os.environ.get("TASC_APP_GENERATION_LIMIT") or 4))
 
 
+def _env_number(name: str, default: float, minimum: float) -> float:
+    """A number from the environment (`default` when unset); ValueError naming the variable when it is not one."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def session_config():
+    """The session store's bounds: $TASC_APP_MAX_SESSIONS (default 64), $TASC_APP_SESSION_TTL_HOURS (idle hours
+    before a session expires, default 4), $TASC_APP_NEW_SESSIONS_PER_MINUTE (per client address, default 30; 0: no limit)."""
+    from studio.sessions import SessionConfig
+
+    default = SessionConfig()
+    return SessionConfig(max_sessions=int(_env_number("TASC_APP_MAX_SESSIONS", default.max_sessions, 2)),
+                         ttl_s=_env_number("TASC_APP_SESSION_TTL_HOURS", default.ttl_s / 3600, 0.0) * 3600,
+                         new_per_minute=int(_env_number("TASC_APP_NEW_SESSIONS_PER_MINUTE", default.new_per_minute, 0)))
+
+
+def job_limits(max_sessions: int):
+    """Queued + running jobs of the whole server: $TASC_APP_MAX_JOBS (default 8) and $TASC_APP_MAX_JOBS_PER_KIND
+    (default 4). Kept below `max_sessions`, so that sessions protected by a live job never fill the store."""
+    from studio.jobs import JobLimits
+
+    default = JobLimits()
+    total = int(_env_number("TASC_APP_MAX_JOBS", default.max_jobs, 1))
+    if total >= max_sessions:
+        log.warning("TASC_APP_MAX_JOBS=%d is not below the %d sessions; using %d", total, max_sessions, max_sessions - 1)
+        total = max_sessions - 1
+    return JobLimits(max_jobs=total, max_per_kind=int(_env_number("TASC_APP_MAX_JOBS_PER_KIND", default.max_per_kind, 1)))
+
+
 @functools.cache
 def store():
-    """The server-side session store (one per process)."""
+    """The server-side session store (one per process); making it also sets the server's job limits."""
+    from studio.jobs import set_job_limits
     from studio.sessions import SessionStore
 
-    return SessionStore(app_cache_dir() / "sessions")
+    config = session_config()
+    set_job_limits(job_limits(config.max_sessions))
+    return SessionStore(app_cache_dir() / "sessions", config)
 
 
 @functools.cache
@@ -124,9 +169,24 @@ def _owner(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None) if request is not None else None
 
 
+def client_address(request: gr.Request | None) -> str | None:
+    """The address a request came from (what new sessions are rate-limited by); None outside a request."""
+    if request is None:
+        return None
+    try:
+        host = request.client.host
+    except Exception:  # no client recorded (a test's bare Request): nothing to limit by
+        return None
+    return str(host) if host else None
+
+
 def session_for(token: str | None, request: gr.Request | None):
-    """This user's session: the one the token names if it was made under this Gradio session, else a new one."""
-    return store().resolve(token, _owner(request))
+    """This user's session: the one the token names if it was made under this Gradio session, else a new one.
+
+    A `TascError` (shown by `user_errors`) when the token's session expired or was dropped to make room
+    (said once), when this address made too many sessions in the last minute, or when every session holds work.
+    """
+    return store().resolve(token, _owner(request), client_address(request))
 
 
 def existing_session(token: str | None, request: gr.Request | None):

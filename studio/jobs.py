@@ -6,8 +6,15 @@ takes `on_progress` and `cancel` keyword arguments (the convention of every long
 `tasc/`) runs as a job unchanged. Nothing is lost when a job fails: its progress events, its error
 message and the traceback (in the server log) are all kept.
 
-A job may need a *slot*: a named semaphore that bounds how many jobs of a kind run at once in the
-whole process (one fine-tune at a time on a shared machine); until it gets one it is "queued".
+A job may need a *slot*: a named, first-come-first-served bound on how many jobs of a kind run at
+once in the whole process (one fine-tune at a time on a shared machine); until it gets one it is
+"queued", and `Job.ahead` says how many jobs are before it.
+
+Every job `start_job` starts is also counted by a `JobBoard`: the whole server holds at most
+`JobLimits.max_jobs` queued plus running jobs (and `max_per_kind` of one kind); beyond, `start_job`
+raises `JobsFull`, whose message the user sees. The app sets the process-wide board's limits from its
+settings (`studio.app_state`); the app also ties each job to the client that started it (the event's
+generator cancels the job when Gradio closes it), so a client that leaves frees its place.
 """
 
 from __future__ import annotations
@@ -37,22 +44,70 @@ class JobConfig:
     poll_s: float = 0.2  # how often `follow` looks at the job when nothing new arrives
 
 
-_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+class Slot:
+    """A bound on how many jobs of one kind run at once; queued jobs take their turn in the order they started.
+
+    Args:
+        name: what the slot is for ("finetune").
+        capacity: jobs that may hold it at once (at least 1).
+    """
+
+    def __init__(self, name: str, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"slots for {name!r} must be at least 1, got {capacity}")
+        self.name, self.capacity = name, capacity
+        self._cond = threading.Condition()
+        self._running = 0
+        self._waiting: list[Job] = []  # queued jobs, first come first
+
+    def enqueue(self, job: "Job") -> None:
+        """Put a job at the back of the queue (when it starts, before its thread waits its turn)."""
+        with self._cond:
+            self._waiting.append(job)
+
+    def wait_turn(self, job: "Job", poll_s: float) -> bool:
+        """Block until `job` may run (True: it now holds a place) or is cancelled while queued (False)."""
+        with self._cond:
+            try:
+                while self._waiting.index(job) >= self.capacity - self._running:
+                    if job.cancel_event.is_set():
+                        return False
+                    self._cond.wait(poll_s)
+                self._running += 1
+                return True
+            finally:
+                self._waiting.remove(job)
+                self._cond.notify_all()
+
+    def release(self) -> None:
+        """A job that held a place has finished."""
+        with self._cond:
+            self._running -= 1
+            self._cond.notify_all()
+
+    def ahead(self, job: "Job") -> int:
+        """Jobs before a queued one: those running plus those queued earlier (0 once it is not queued)."""
+        with self._cond:
+            if job not in self._waiting:
+                return 0
+            return self._running + self._waiting.index(job)
+
+
+_SLOTS: dict[str, Slot] = {}
 _SLOTS_LOCK = threading.Lock()
 
 
 def set_slots(name: str, n: int) -> None:
-    """Allow at most `n` jobs with this slot name to run at once (process-wide)."""
-    if n < 1:
-        raise ValueError(f"slots for {name!r} must be at least 1, got {n}")
+    """Allow at most `n` jobs with this slot name to run at once (process-wide; for jobs created afterwards)."""
+    slot = Slot(name, n)
     with _SLOTS_LOCK:
-        _SLOTS[name] = threading.BoundedSemaphore(n)
+        _SLOTS[name] = slot
 
 
-def _slot(name: str) -> threading.BoundedSemaphore:
-    """The semaphore of a slot name (one slot unless `set_slots` said otherwise)."""
+def _slot(name: str) -> Slot:
+    """The slot of a name (one place unless `set_slots` said otherwise)."""
     with _SLOTS_LOCK:
-        return _SLOTS.setdefault(name, threading.BoundedSemaphore(1))
+        return _SLOTS.setdefault(name, Slot(name, 1))
 
 
 class Job:
@@ -84,12 +139,14 @@ class Job:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._version = 0  # bumped on every event or status change, so `follow` knows what is new
-        self._slot = slot
+        self._slot = _slot(slot) if slot else None
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self._thread = threading.Thread(target=self._run, name=f"tasc-job-{kind}-{self.id}", daemon=True)
 
     def start(self) -> "Job":
-        """Start the thread; returns self."""
+        """Join its slot's queue (if it has one) and start the thread; returns self."""
+        if self._slot is not None:
+            self._slot.enqueue(self)
         self._thread.start()
         return self
 
@@ -115,13 +172,11 @@ class Job:
             self._changed.notify_all()
 
     def _run(self) -> None:
-        slot = _slot(self._slot) if self._slot else None
-        if slot is not None:
-            while not slot.acquire(timeout=self.config.poll_s):  # queued: wait for a free slot
-                if self.cancel_event.is_set():
-                    self.error = "cancelled before it started"
-                    self._set_status(CANCELLED)
-                    return
+        slot = self._slot
+        if slot is not None and not slot.wait_turn(self, self.config.poll_s):  # queued: wait for a free place
+            self.error = "cancelled before it started"
+            self._set_status(CANCELLED)
+            return
         try:
             if self.cancel_event.is_set():
                 raise Cancelled("cancelled before it started")
@@ -146,6 +201,12 @@ class Job:
     def cancel(self) -> None:
         """Ask the job to stop; it stops at its next cancel check (library functions check often)."""
         self.cancel_event.set()
+
+    def ahead(self) -> int:
+        """While queued for its slot: how many jobs are before it (running ones included); else 0."""
+        if self._slot is None or self.status != QUEUED:
+            return 0
+        return self._slot.ahead(self)
 
     @property
     def finished(self) -> bool:
@@ -197,6 +258,81 @@ class Job:
                 self._changed.wait_for(lambda: self.status in FINISHED, timeout=min_interval_s)
 
 
-def start_job(kind: str, fn: Callable[..., Any], *args: Any, slot: str | None = None, **kwargs: Any) -> Job:
-    """Create and start a `Job` (see its arguments; `config` and `clock` are the job's, the rest go to `fn`)."""
-    return Job(kind, fn, *args, slot=slot, **kwargs).start()
+KIND_LABELS = {"finetune": "fine-tune", "compare": "draft/hybrid training", "enrich": "enrichment",
+               "mine": "mining", "bench": "benchmark"}  # how messages name a job kind
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """How many jobs the whole server holds at once, queued and running together."""
+
+    max_jobs: int = 8  # of every kind and every user together
+    max_per_kind: int = 4  # of one kind ("finetune", "compare", "enrich", "mine", "bench")
+
+    def check(self) -> "JobLimits":
+        """ValueError unless both bounds are at least 1; returns self."""
+        if self.max_jobs < 1 or self.max_per_kind < 1:
+            raise ValueError(f"job limits must be at least 1, got {self}")
+        return self
+
+
+class JobsFull(TascError):
+    """The server holds as many jobs as its limits allow; the message says so and when to retry."""
+
+
+class JobBoard:
+    """The live (queued or running) jobs of the whole server, bounded by `JobLimits`.
+
+    Finished jobs leave on their own: the board only counts jobs that are not finished.
+    """
+
+    def __init__(self, limits: JobLimits | None = None) -> None:
+        self.limits = (limits or JobLimits()).check()
+        self._jobs: list[Job] = []
+        self._lock = threading.Lock()
+
+    def live(self, kind: str | None = None) -> list[Job]:
+        """Queued and running jobs (of one kind, or all)."""
+        with self._lock:
+            self._jobs = [j for j in self._jobs if not j.finished]
+            return [j for j in self._jobs if kind is None or j.kind == kind]
+
+    def admit(self, job: Job) -> None:
+        """Count a job about to start; `JobsFull` when the server already holds its maximum."""
+        with self._lock:
+            self._jobs = [j for j in self._jobs if not j.finished]
+            limits = self.limits
+            if len(self._jobs) >= limits.max_jobs:
+                raise JobsFull(f"The server runs at most {limits.max_jobs} jobs at once (all users together, "
+                               "queued ones included) and has no room for yours; please try again in a few minutes.")
+            of_kind = sum(j.kind == job.kind for j in self._jobs)
+            if of_kind >= limits.max_per_kind:
+                label = KIND_LABELS.get(job.kind, job.kind)
+                raise JobsFull(f"The server runs at most {limits.max_per_kind} {label} jobs at once (queued ones "
+                               "included) and all are taken; please try again in a few minutes.")
+            self._jobs.append(job)
+
+
+_BOARD = JobBoard()
+
+
+def job_board() -> JobBoard:
+    """The process-wide board every `start_job` counts its job on."""
+    return _BOARD
+
+
+def set_job_limits(limits: JobLimits) -> None:
+    """Bound the process-wide board (the app calls it with its settings)."""
+    _BOARD.limits = limits.check()
+
+
+def start_job(kind: str, fn: Callable[..., Any], *args: Any, slot: str | None = None, board: JobBoard | None = None,
+              **kwargs: Any) -> Job:
+    """Create, admit (`JobsFull` when the board is full) and start a `Job`.
+
+    Args: see `Job` (`config` and `clock` are the job's, the rest go to `fn`); `board` counts it
+    (the process-wide one by default).
+    """
+    job = Job(kind, fn, *args, slot=slot, **kwargs)
+    (board or _BOARD).admit(job)
+    return job.start()

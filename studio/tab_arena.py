@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generator, Iterator
 
@@ -31,6 +34,7 @@ from studio.app_state import (
     session_for,
     user_errors,
 )
+from tasc.core.corpus import check_text
 from tasc.methods import DEFAULT_BENCH_METHODS, DRAFT_MODEL_DIR, FT, HYBRID, HYBRID_DIR, METHODS, Method, Resources
 
 if TYPE_CHECKING:
@@ -56,6 +60,14 @@ NO_DRAFT_MODEL = ("No draft model: train one in the Fine-tune tab (Comparison mo
                   "with TASC_APP_DRAFT_MODEL=DIR (from tasc train-draft).")
 NO_HYBRID = ("No hybrid model: train one in the Fine-tune tab (Comparison models), or start the app "
              "with TASC_APP_HYBRID_MODEL=DIR (from tasc train-hybrid).")
+# TASC-spec's corpus index costs memory in proportion to the tokens it holds (measured on long JSON outputs
+# with inputs: ~510 B per token steady and ~630 B while it is built with SmolLM2's tokenizer, ~540 / ~660 B
+# with the tests' tiny one), so it has a budget: a corpus whose training outputs need more is sampled by rows.
+# Indexes are shared by content (identical corpora cost once) in one cache bounded in total.
+# tests/unit/test_text_and_budgets.py holds these figures; the README states them.
+INDEX_MAX_TOKENS = 400_000  # tokens in one index: ~200 MB, at most 280 MB; ~5 s to build on 2 CPU cores
+INDEX_CACHE_TOKENS = 1_200_000  # tokens in all cached indexes together (~620 MB), least recently used out first
+INDEX_BYTES_PER_TOKEN = 700  # bound on an index's memory per token, build peak included
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,15 +127,98 @@ def arena_method(name: str) -> Method:
     return method
 
 
+class IndexCache:
+    """TASC-spec corpus indexes shared by every session, keyed by what they index, bounded in total tokens.
+
+    Two sessions with the same corpus (the examples) share one index; beyond `max_tokens` tokens in all, the
+    least recently used indexes are dropped (a request still using one keeps it until it ends; its session
+    rebuilds it when asked again). One index is built at a time, so at most one build's peak is in memory.
+    """
+
+    MIN_CHARGE = 1_000  # tokens an index is charged at least (its fixed parts), so tiny ones cannot pile up
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self._entries: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._building = threading.Lock()
+
+    @staticmethod
+    def charge(index: Any) -> int:
+        """Tokens an index counts for."""
+        return max(int(index.stream_tokens), IndexCache.MIN_CHARGE)
+
+    def tokens(self) -> int:
+        """Tokens held by the cached indexes together."""
+        with self._lock:
+            return sum(self.charge(i) for i in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _cached(self, key: str) -> Any:
+        with self._lock:
+            index = self._entries.get(key)
+            if index is not None:
+                self._entries.move_to_end(key)
+            return index
+
+    def get(self, key: str, build: Any) -> Any:
+        """The index under `key`, built by `build()` when it is not cached."""
+        index = self._cached(key)
+        if index is not None:
+            return index
+        with self._building:
+            index = self._cached(key)  # another request may have built it meanwhile
+            if index is None:
+                index = build()
+                with self._lock:
+                    self._entries[key] = index
+                    while len(self._entries) > 1 and sum(map(self.charge, self._entries.values())) > self.max_tokens:
+                        self._entries.popitem(last=False)  # the newest one stays, even over the bound alone
+        return index
+
+    def clear(self) -> None:
+        """Drop every cached index."""
+        with self._lock:
+            self._entries.clear()
+
+
+INDEXES = IndexCache(INDEX_CACHE_TOKENS)
+
+
+def corpus_key(lm, corpus, max_tokens: int) -> str:
+    """What an index of `corpus`'s rows in `lm`'s tokens depends on, as a hash (equal corpora, equal keys)."""
+    h = hashlib.sha256(f"{lm.name}\0{lm.prompt_format!r}\0{max_tokens}\0{corpus.inputs is not None}".encode())
+    for column in (corpus.outputs, corpus.inputs or ()):
+        h.update(len(column).to_bytes(8, "little"))
+        for text in column:
+            data = text.encode("utf-8", "surrogatepass")
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+    return h.hexdigest()
+
+
 def corpus_index_for(session, lm):
-    """TASC-spec's index of the session's training outputs, in this model's tokens (built once per model)."""
+    """TASC-spec's index of the session's training outputs in this model's tokens, from the shared cache.
+
+    At most INDEX_MAX_TOKENS tokens: a bigger corpus is sampled by rows (`index.rows`, `sample_note`).
+    """
     from tasc.spec.drafts import build_corpus_index
 
     with session.lock:
-        if lm.name not in session.indexes:
-            session.indexes[lm.name] = build_corpus_index(lm.tokenizer, session.train.outputs, session.train.inputs,
-                                                          lm.prompt_format)
-        return session.indexes[lm.name]
+        train = session.train
+    budget = INDEX_MAX_TOKENS
+    return INDEXES.get(corpus_key(lm, train, budget), lambda: build_corpus_index(
+        lm.tokenizer, train.outputs, train.inputs, lm.prompt_format, max_tokens=budget))
+
+
+def sample_note(index) -> str:
+    """A line saying that the index holds a sample of the corpus ("" when it holds all of it)."""
+    if index is None or index.rows is None:
+        return ""
+    return (f"TASC-spec drafted from a sample of the corpus: {len(index.rows):,} of {index.rows_total:,} training rows "
+            f"({index.n_tokens:,} tokens; an index holds at most {INDEX_MAX_TOKENS:,}).")
 
 
 def right_model(session, method: Method, ft_model: str | None):
@@ -212,6 +307,7 @@ class Race:
     method: Method
     models: tuple[Any, Any]  # (left: the base model, right: the model `method` answers with)
     streams: list[Generator[Step, None, None]]
+    note: str = ""  # said under the verdict (e.g. that the corpus index is a sample)
 
 
 def start_race(session, prompt: str, method: Method, ft_model: str | None, config: Any, shots: int) -> Race:
@@ -228,7 +324,7 @@ def start_race(session, prompt: str, method: Method, ft_model: str | None, confi
     right_ids, right_prefix = encode_prompt(session, right_lm, prompt, right_shots)
     streams = [speculative_steps(base.model, left_ids, None, config, base.eos_token_id, left_prefix),
                step_stream(method, res, right_ids, config, right_prefix)]
-    return Race(method, (base, right_lm), streams)
+    return Race(method, (base, right_lm), streams, sample_note(res.index))
 
 
 def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
@@ -249,7 +345,8 @@ def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
             if time.perf_counter() - last >= YIELD_EVERY_S:
                 last = time.perf_counter()
                 yield *panes(lanes), "*generating…*", gr.skip(), gr.skip(), gr.skip()
-        yield *panes(lanes), verdict(lanes, race.method), *arena_plots(lanes)
+        said = verdict(lanes, race.method) + (f"\n\n{race.note}" if race.note else "")
+        yield *panes(lanes), said, *arena_plots(lanes)
     finally:
         for s in race.streams:
             s.close()  # frees the KV caches now, also when the client went away mid-stream
@@ -267,13 +364,15 @@ def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: fl
     """
     from tasc.spec.decode import DecodeConfig
 
-    session = session_for(token, request)
-    prompt = (prompt or "").strip()
+    prompt = check_text(prompt if prompt is not None else "", "The prompt").strip()  # before any session state
     if not prompt:
         raise gr.Error("Type a prompt, or pick one of the held-out inputs.")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise gr.Error(f"The prompt has {len(prompt):,} characters; the Arena takes at most {MAX_PROMPT_CHARS:,}.")
+    if ft_model is not None and not isinstance(ft_model, str):
+        raise gr.Error(f"The fine-tuned model must be named by its label (text), got {type(ft_model).__name__}.")
     chosen = arena_method(method)
+    session = session_for(token, request)
     if chosen.needs_corpus:
         require_corpus(session)
     config = DecodeConfig(max_new_tokens=int(max_new_tokens)).check()  # its ValueError is the user's message
@@ -338,8 +437,12 @@ def run_benchmark(n_prompts: float, max_new_tokens: float, shots: float, token: 
     if not prompts:
         raise gr.Error("This corpus has no held-out inputs to benchmark on (it needs an input column).")
     config = bench_config(int(max_new_tokens))
-    job = start_job("bench", run_bench, bench_model(session, int(shots)), prompts, session.train.outputs, config,
-                    corpus_inputs=session.train.inputs, slot="bench")
+    train = session.train
+    rows = corpus_index_for(session, pool().get()).rows  # the bench's index gets the Arena's budget and sample
+    if rows is not None:
+        train = train.subset(rows)
+    job = start_job("bench", run_bench, bench_model(session, int(shots)), prompts, train.outputs, config,
+                    corpus_inputs=train.inputs, slot="bench")
     session.jobs["bench"] = job
 
     def updates(j: Any) -> tuple[Any, ...]:

@@ -7,7 +7,10 @@ over `tasc.core.corpus` and `studio.uploads`, callable without a Blocks context.
 from __future__ import annotations
 
 import dataclasses
-import secrets
+import shutil
+import time
+import types
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,9 @@ PREVIEW_ROWS = 50  # rows shown in the corpus preview table
 HELDOUT_FRACTION = 0.1  # share of distinct inputs held out for the Arena and the benchmark
 HELDOUT_SEED = 0  # the same corpus always splits the same way
 HELDOUT_CHOICES = 100  # held-out inputs offered in the Arena's picker
+EXPORTS = "exports"  # under the app's work folder: one folder per session, holding its latest export only
+SUMMARY_SAMPLE_CHARS = 200_000  # output characters tokenised for the statistics (at least one output)
+STALE_EXPORT_S = 3600.0  # an export folder untouched this long whose session this process does not know goes
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,9 +65,14 @@ def corpus_summary(session) -> str:
     c, train, held = session.corpus, session.train, session.heldout
     s = c.stats
     tok = pool().get().tokenizer
-    sample = c.outputs[:2000]
+    sample: list[str] = []  # the first outputs, up to SUMMARY_SAMPLE_CHARS (tokenising 20 MB costs ~1 GB for a moment)
+    sample_chars = 0
+    for output in c.outputs[:2000]:
+        if sample and sample_chars + len(output) > SUMMARY_SAMPLE_CHARS:
+            break
+        sample.append(output)
+        sample_chars += len(output)
     n_tokens = sum(len(ids) for ids in tok(sample, add_special_tokens=False)["input_ids"])
-    sample_chars = sum(len(o) for o in sample)
     if c.inputs is not None:
         split = (f"{s.distinct_inputs:,} distinct inputs → **{len(train):,} rows for drafting and training**, "
                  f"**{len(held):,} held out** ({len(heldout_inputs(session))} inputs) as fresh Arena prompts")
@@ -70,7 +81,20 @@ def corpus_summary(session) -> str:
     return (f"### ✓ {c.source}\n{s.rows:,} rows · {split}\n\n"
             f"| statistic | value |\n|---|---|\n| characters in outputs | {s.chars:,} (mean {s.mean_output_chars:,.0f}, longest {s.max_output_chars:,}) |\n"
             f"| base tokens per output | {n_tokens / len(sample):,.1f} ({sample_chars / max(n_tokens, 1):.2f} characters per token, "
-            f"{model_label(pool().get().name)} tokenizer) |")
+            f"{model_label(pool().get().name)} tokenizer) |\n"
+            f"| TASC-spec index | {index_coverage(train, n_tokens / max(sample_chars, 1))} |")
+
+
+def index_coverage(train, tokens_per_char: float) -> str:
+    """How much of the training outputs TASC-spec's index will hold (it is capped, `tab_arena.INDEX_MAX_TOKENS`)."""
+    from studio.tab_arena import INDEX_MAX_TOKENS
+    from tasc.spec.drafts import MARKS_PER_ROW
+
+    need = sum(len(o) for o in train.outputs) * tokens_per_char + MARKS_PER_ROW * len(train)
+    if need <= INDEX_MAX_TOKENS:
+        return f"all training outputs (≈ {need:,.0f} tokens)"
+    return (f"**a sample**: about {INDEX_MAX_TOKENS / need:.0%} of the training outputs (they need ≈ {need:,.0f} tokens; "
+            f"an index holds at most {INDEX_MAX_TOKENS:,}, to bound the server's memory)")
 
 
 def corpus_preview(session):
@@ -83,24 +107,77 @@ def corpus_preview(session):
     return pd.DataFrame(rows)
 
 
-def export_corpus_csv(session) -> Path:
-    """Write the corpus as CSV for download, cells a spreadsheet would run as formulas escaped."""
+_EXPORT_OWNERS: dict[str, Any] = {}  # export folder name -> weakref.finalize that removes it with its session
+
+
+def export_folder(session) -> Path:
+    """This session's export folder (`exports/<its folder's name>`), removed when the session object goes.
+
+    Exports sit under `exports/` (the folder the server may hand files out of) rather than in the
+    session's own folder; the store drops a session by forgetting it, and the finalizer registered here
+    then deletes its export too.
+    """
+    folder = app_cache_dir() / EXPORTS / session.workdir.name
+    if folder.name not in _EXPORT_OWNERS:
+        try:
+            _EXPORT_OWNERS[folder.name] = weakref.finalize(session, _forget_export, folder)
+        except TypeError:  # a stand-in session that takes no weak reference: the sweep removes its folder
+            pass
+    return folder
+
+
+def _forget_export(folder: Path) -> None:
+    """Delete a dropped session's export folder."""
+    _EXPORT_OWNERS.pop(folder.name, None)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def sweep_exports(root: Path, max_age_s: float = STALE_EXPORT_S) -> int:
+    """Delete export folders no live session of this process owns, untouched for `max_age_s` (an earlier run's,
+    a crashed one's); returns how many. The server copies an export into its own cache when it hands it out,
+    so even a live session of another process loses nothing it still needs."""
+    removed = 0
+    now = time.time()
+    for folder in root.iterdir() if root.is_dir() else ():
+        try:
+            stale = folder.name not in _EXPORT_OWNERS and now - folder.stat().st_mtime > max_age_s
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def export_corpus_csv(session, corpus=None) -> Path:
+    """Write the corpus (default: the session's) as CSV for download, formula cells escaped, replacing the
+    session's previous export: a session keeps one export, which goes with it."""
     import csv
+    import tempfile
 
     from tasc.core.corpus import escape_csv_cell
 
-    folder = app_cache_dir() / "exports" / session.workdir.name / secrets.token_hex(8)
+    c = corpus if corpus is not None else session.corpus
+    folder = export_folder(session)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (Path(session.corpus.source).stem + ".csv")
-    c = session.corpus
-    with path.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        if c.inputs is not None:
-            w.writerow(["input", "output"])
-            w.writerows([escape_csv_cell(i), escape_csv_cell(o)] for i, o in zip(c.inputs, c.outputs, strict=True))
-        else:
-            w.writerow(["output"])
-            w.writerows([escape_csv_cell(o)] for o in c.outputs)
+    path = folder / (Path(c.source).stem + ".csv")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".export-", suffix=".tmp")
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            if c.inputs is not None:
+                w.writerow(["input", "output"])
+                w.writerows([escape_csv_cell(i), escape_csv_cell(o)] for i, o in zip(c.inputs, c.outputs, strict=True))
+            else:
+                w.writerow(["output"])
+                w.writerows([escape_csv_cell(o)] for o in c.outputs)
+        Path(tmp).replace(path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    for old in folder.iterdir():  # the previous export (another corpus name); a write in progress stays
+        if old != path and not old.name.startswith(".export-"):
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    sweep_exports(folder.parent)
     return path
 
 
@@ -111,13 +188,16 @@ def heldout_choices(session) -> list[tuple[str, str]]:
 
 
 def install_corpus(session, corpus) -> tuple[Any, ...]:
-    """Split a freshly read corpus, keep it in the session and return the views of it."""
+    """Split a freshly read corpus, make every view of it, and only then keep it in the session: a corpus
+    whose views fail is never installed, and the session keeps the corpus it had."""
     train, held = split_corpus(corpus)
-    session.set_corpus(corpus, train, held)
-    choices = heldout_choices(session)
+    views = types.SimpleNamespace(corpus=corpus, train=train, heldout=held)  # what the views read of a session
+    choices = heldout_choices(views)
     first = choices[0][1] if choices else ""
-    return (session.token, corpus_summary(session), corpus_preview(session),
-            gr.update(value=str(export_corpus_csv(session)), visible=True),
+    summary, preview = corpus_summary(views), corpus_preview(views)
+    export = export_corpus_csv(session, corpus)
+    session.set_corpus(corpus, train, held)
+    return (session.token, summary, preview, gr.update(value=str(export), visible=True),
             gr.update(choices=choices, value=first if choices else None), first)
 
 
@@ -155,6 +235,9 @@ def load_upload(path: str | None, output_column: str | None, input_column: str |
 
     if not path:
         raise gr.Error("Choose a file to upload first (.jsonl, .csv, .tsv or .txt, 20 MB at most).")
+    for role, column in (("output", output_column), ("input", input_column)):
+        if column is not None and not isinstance(column, str):  # the API takes any JSON value here
+            raise gr.Error(f"The {role} column must be a column name (text) or {AUTO!r}, got {type(column).__name__}.")
     out_col = None if output_column in (None, "", AUTO) else output_column
     in_col = None if input_column in (None, "", AUTO, NO_INPUT) else input_column
     corpus = read_corpus(path, None, out_col, in_col, UploadLimits(max_bytes=MAX_UPLOAD_BYTES))

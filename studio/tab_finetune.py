@@ -2,7 +2,9 @@
 comparison models (a trained draft model, a hybrid), trained the same way.
 
 `build()` lays the tab out, `wire()` attaches its listeners; the handlers are module-level functions
-over `tasc.ft.finetune` and `studio.compare_training`, run as `studio.jobs` jobs.
+over `tasc.ft.finetune` and `studio.compare_training`, run as `studio.jobs` jobs. Each job lives as long
+as its client: Stop, or a client that leaves (Gradio closes the event's generator), cancels it, and it
+saves a checkpoint that Resume (or Train with the same kind and steps) continues.
 """
 
 from __future__ import annotations
@@ -66,10 +68,19 @@ def fmt_s(seconds: float | None) -> str:
     return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
 
 
+def queued_text(job, what: str) -> str:
+    """The status line of a job waiting for its turn: how many jobs are before it."""
+    ahead = job.ahead()
+    if ahead <= 0:
+        return f"Queued: your {what} starts in a moment…"
+    return (f"Queued: **{ahead} {'job' if ahead == 1 else 'jobs'} ahead of yours** on this server (one {what} runs "
+            "at a time); it starts when they finish. Keep this page open: leaving cancels it.")
+
+
 def not_started(job, other: str) -> str | None:
     """The status line of a training job that has not reported a step yet (queued, or loading), else None."""
     if job.status == "queued":
-        return f"Waiting for another {other} on this server to finish…"
+        return queued_text(job, other)
     return "Loading the model and preparing the data…" if job.latest is None else None
 
 
@@ -133,11 +144,15 @@ def finetune_stream(session, job, progress) -> Iterator[tuple[Any, ...]]:
     """Follow a fine-tune job: progress line, loss curve; at the end register the model."""
     from studio.jobs import CANCELLED, DONE
 
-    for j in job.follow(poll_s=0.5):
-        p = j.latest
-        if p is not None and p.total:
-            progress((p.done, p.total), desc="fine-tune")
-        yield finetune_status(j), loss_frame(j), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    try:
+        for j in job.follow(poll_s=0.5):
+            p = j.latest
+            if p is not None and p.total:
+                progress((p.done, p.total), desc="fine-tune")
+            yield finetune_status(j), loss_frame(j), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    finally:
+        if not job.finished:  # a Stop, or a client that left (Gradio closes this generator): stop the job
+            job.cancel()
     if job.status == DONE:
         yield _finetuned(session, job)
     elif job.status == CANCELLED:
@@ -283,11 +298,15 @@ def compare_train(kind: str, steps: float, token: str | None, request: gr.Reques
     job = start_job("compare", run.train, app_model(), session.train, run.out_dir, run.config, resume=run.resume,
                     slot="finetune")
     session.jobs["compare"] = job
-    for j in job.follow(poll_s=0.5):
-        p = j.latest
-        if p is not None and p.total:
-            progress((p.done, p.total), desc=p.task)
-        yield compare_status(j), compare_frame(j), gr.skip()
+    try:
+        for j in job.follow(poll_s=0.5):
+            p = j.latest
+            if p is not None and p.total:
+                progress((p.done, p.total), desc=p.task)
+            yield compare_status(j), compare_frame(j), gr.skip()
+    finally:
+        if not job.finished:  # a Stop, or a client that left (Gradio closes this generator): stop the job
+            job.cancel()
     if job.status == DONE:
         yield _compared(session, run, job)
     elif job.status == CANCELLED:

@@ -2,7 +2,9 @@
 enrich the base model's vocabulary with them (a background job with Stop).
 
 `build()` lays the tab out, `wire()` attaches its listeners; the handlers are module-level functions
-over `tasc.ft.ngrams` and `tasc.ft.vocab`.
+over `tasc.ft.ngrams` and `tasc.ft.vocab`. Mining and enrichment run as `studio.jobs` jobs (a 20 MB
+corpus mines for minutes): progress per round, the tab's Stop button, and a client that leaves cancels
+its job.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from studio.app_state import (
     user_errors,
 )
 from studio.sessions import MiningPreview
-from studio.tab_finetune import finetune_base_choices
+from studio.tab_finetune import finetune_base_choices, queued_text
 
 VOCAB_HELP = """\
 **2. Find the task's recurring text.** Answers of one task repeat the same strings (JSON keys, phrases).
@@ -70,7 +72,9 @@ def _heldout_outputs(session) -> list[str] | None:
 @user_errors
 def vocab_tokenise(text: str, token: str | None, request: gr.Request):
     """Show a text tokenised by the base tokenizer and by the enriched one (once strings are mined)."""
-    text = (text or "")[:MAX_PROMPT_CHARS]
+    from tasc.core.corpus import check_text
+
+    text = check_text(text if text is not None else "", "The text to tokenise")[:MAX_PROMPT_CHARS]
     if not text:
         return [], [], ""
     base = pool().get().tokenizer
@@ -87,27 +91,79 @@ def vocab_tokenise(text: str, token: str | None, request: gr.Request):
     return before, after, f"**{len(ids)} → {len(new_ids)} tokens** ({ratio:.2f}× fewer) with the mined strings"
 
 
+def mine_job(texts: list[str], segmenter: Any, config: Any, *, heldout: list[str] | None = None,
+             on_progress: Callable[[Any], None], cancel: Any) -> Any:
+    """`tasc.ft.ngrams.mine` as a job function: a progress event per round (its figures in the metrics,
+    "round" included); a cancel stops it after tokenising or within a round."""
+    import time
+
+    from tasc.core.progress import Progress
+    from tasc.ft.ngrams import mine
+
+    t0 = time.perf_counter()
+
+    def on_round(row: dict[str, Any]) -> None:
+        metrics: dict[str, float] = {k: row[k] for k in ("round", "added", "compression", "heldout_compression") if k in row}
+        on_progress(Progress("mine", min(row["round"], config.rounds), config.rounds, time.perf_counter() - t0, metrics,
+                             f"round {row['round']}: {row['added']} strings, {row['compression']:.2f}× fewer tokens"))
+
+    return mine(texts, segmenter, config, heldout=heldout, on_round=on_round, cancel=cancel)
+
+
+def mined_rounds(job) -> list[dict[str, Any]]:
+    """Per-round figures carried by a mining job's progress events, by round."""
+    rows = {int(e.metrics["round"]): e.metrics for e in job.events if "round" in e.metrics}
+    return [{**rows[r], "round": r} for r in sorted(rows)]
+
+
 @user_errors
-def vocab_mine(budget: float, rounds: float, token: str | None, request: gr.Request):
-    """Mine the training outputs for the strings worth a token of their own (no model change yet)."""
+def vocab_mine(budget: float, rounds: float, token: str | None, request: gr.Request, progress=gr.Progress()):  # noqa: B008  (Gradio injects it)
+    """Mine the training outputs for the strings worth a token of their own (no model change yet), as a job:
+    compression per round as it goes, Stop, and a client that leaves cancels it."""
+    from studio.jobs import start_job
     from studio.plots import compression_rounds, mined_bars
-    from tasc.ft.ngrams import MiningConfig, mine
+    from tasc.ft.ngrams import MiningConfig
     from tasc.ft.vocab import TokenizerSegmenter
 
     session = session_for(token, request)
     require_corpus(session)
     config = MiningConfig(budget=int(budget), rounds=int(rounds))
+    config.check()  # its ValueError is the user's message
+    earlier = session.jobs.get("mine")
+    if earlier is not None and not earlier.finished:
+        earlier.cancel()  # this session's new request replaces it
     seg = TokenizerSegmenter(pool().get().tokenizer)
-    result = mine(session.train.outputs, seg, config, heldout=_heldout_outputs(session))
-    session.mining = MiningPreview(result, seg)
-    last = result.rounds[-1]
-    status = (f"Mined **{len(result.tokens)} strings** in {result.wall_s:.2f} s: the training outputs need "
-              f"**{last['compression']:.2f}× fewer tokens**"
-              + (f", held-out outputs {last['heldout_compression']:.2f}× fewer" if "heldout_compression" in last else "")
-              + ". Press **Enrich the model** to add them to the model's vocabulary.")
-    sample = session.train.outputs[0]
-    return (session.token, mined_table([c.to_dict() for c in result.tokens]), mined_bars(result.tokens),
-            compression_rounds(result.rounds), status, sample, *vocab_tokenise(sample, session.token, request))
+    job = start_job("mine", mine_job, session.train.outputs, seg, config, heldout=_heldout_outputs(session), slot="mine")
+    session.jobs["mine"] = job
+    skip4 = (gr.skip(),) * 4
+
+    def updates(j: Any) -> tuple[Any, ...]:
+        p = j.latest
+        if j.status == "queued":
+            line = queued_text(j, "mining run")
+        elif p is None:
+            line = "Tokenising the corpus…"
+        elif p.done == 0:
+            line = f"Corpus tokenised; mining round 1 of {p.total}…"
+        else:
+            progress((p.done, p.total), desc="mining")
+            line = f"Mining… {p.message} · elapsed {p.elapsed_s:.0f} s"
+        rows = mined_rounds(j)
+        return session.token, gr.skip(), gr.skip(), compression_rounds(rows) if rows else gr.skip(), line, *skip4
+
+    def done(result: Any) -> tuple[Any, ...]:
+        session.mining = MiningPreview(result, seg)
+        last = result.rounds[-1]
+        status = (f"Mined **{len(result.tokens)} strings** in {result.wall_s:.2f} s: the training outputs need "
+                  f"**{last['compression']:.2f}× fewer tokens**"
+                  + (f", held-out outputs {last['heldout_compression']:.2f}× fewer" if "heldout_compression" in last else "")
+                  + ". Press **Enrich the model** to add them to the model's vocabulary.")
+        sample = session.train.outputs[0]
+        return (session.token, mined_table([c.to_dict() for c in result.tokens]), mined_bars(result.tokens),
+                compression_rounds(result.rounds), status, sample, *vocab_tokenise(sample, session.token, request))
+
+    stopped = (session.token, gr.skip(), gr.skip(), gr.skip(), "Mining stopped.", *skip4)
+    yield from follow_to_end(job, updates, done, stopped, "mining")
 
 
 def rounds_from_events(job) -> list[dict[str, Any]]:
@@ -156,7 +212,8 @@ def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Re
         if p is not None:
             progress((p.done, p.total), desc=p.message or "enrich")
         rows = rounds_from_events(j)
-        return p.message if p else "Loading the tokenizer…", compression_rounds(rows) if rows else gr.skip(), gr.skip()
+        line = queued_text(j, "enrichment") if j.status == "queued" else p.message if p else "Loading the tokenizer…"
+        return line, compression_rounds(rows) if rows else gr.skip(), gr.skip()
 
     yield from follow_to_end(job, updates, lambda result: _enriched(session, result),
                              ("Enrichment stopped.", gr.skip(), gr.skip()), "enrichment")
@@ -173,7 +230,7 @@ class VocabTab:
     rounds: gr.Slider
     mine_btn: gr.Button
     enrich_btn: gr.Button
-    enrich_stop: gr.Button
+    stop: gr.Button  # stops mining or enrichment
     status: gr.Markdown
     bars: gr.Plot
     rounds_plot: gr.Plot
@@ -201,7 +258,7 @@ def build() -> VocabTab:
                                info="later rounds build longer strings from earlier picks")
             mine_btn = gr.Button("Mine the corpus", variant="primary")
             enrich_btn = gr.Button("Enrich the model")
-            enrich_stop = gr.Button("Stop", variant="stop")
+            stop = gr.Button("Stop", variant="stop")
         status = gr.Markdown(elem_id="vocab-status")
         with gr.Row():
             bars = gr.Plot(label="Mined strings", elem_id="vocab-bars")
@@ -214,17 +271,18 @@ def build() -> VocabTab:
             tok_before = _token_pane("base tokenizer", "tok-before")
             tok_after = _token_pane("with the mined strings", "tok-after")
         tok_counts = gr.Markdown(elem_id="tok-counts")
-    return VocabTab(budget, rounds, mine_btn, enrich_btn, enrich_stop, status, bars, rounds_plot, table, tok_text,
+    return VocabTab(budget, rounds, mine_btn, enrich_btn, stop, status, bars, rounds_plot, table, tok_text,
                     tok_before, tok_after, tok_counts)
 
 
 def wire(ui: VocabTab, token: gr.State, ft_base: gr.Dropdown) -> None:
     """The Vocabulary tab's listeners; an enriched model becomes the Fine-tune tab's starting model."""
     tokenised = [ui.tok_before, ui.tok_after, ui.tok_counts]
-    ui.mine_btn.click(vocab_mine, [ui.budget, ui.rounds, token],
-                      [token, ui.table, ui.bars, ui.rounds_plot, ui.status, ui.tok_text, *tokenised], api_name="mine")
+    mine_event = ui.mine_btn.click(vocab_mine, [ui.budget, ui.rounds, token],
+                                   [token, ui.table, ui.bars, ui.rounds_plot, ui.status, ui.tok_text, *tokenised],
+                                   api_name="mine", concurrency_id="mine", concurrency_limit=1)
     ui.tok_text.submit(vocab_tokenise, [ui.tok_text, token], tokenised, api_name="tokenise")
     ui.tok_text.blur(vocab_tokenise, [ui.tok_text, token], tokenised, api_visibility="private")
     enrich_event = ui.enrich_btn.click(vocab_enrich, [ui.budget, ui.rounds, token], [ui.status, ui.rounds_plot, ft_base],
                                        api_name="enrich", concurrency_id="enrich", concurrency_limit=1)
-    ui.enrich_stop.click(None, None, None, cancels=[enrich_event], api_visibility="private")
+    ui.stop.click(None, None, None, cancels=[mine_event, enrich_event], api_visibility="private")

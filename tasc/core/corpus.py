@@ -3,7 +3,10 @@
 Every problem with a file the user gave us (empty, binary, wrong encoding, missing columns, over a
 limit, malformed or hostile JSON) raises `CorpusError` with a message naming the problem, never a
 traceback. Cell values are kept exactly as written: a CSV cell starting with `=` stays data, and
-formula escaping (`escape_csv_cell`) happens only when the app exports CSV.
+formula escaping (`escape_csv_cell`) happens only when the app exports CSV. Text is checked after
+parsing too: JSON's `"\\ud800"` escape decodes to a lone surrogate, which no encoder (UTF-8, a
+tokenizer, the server's JSON) accepts, so such a cell is refused here, where the message can name its
+line (`check_text` does the same for any text the app receives).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasc.core.errors import CorpusError
+from tasc.core.errors import CorpusError, TascError
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 OUTPUT_COLUMNS = ("output", "ref", "target", "text", "completion", "response", "answer")
@@ -35,6 +38,7 @@ MAGIC = ((b"PK\x03\x04", "a ZIP archive (.xlsx and .docx are ZIPs too: export as
          (b"%PDF-", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (b"\x7fELF", "an ELF executable"),
          (b"\xff\xd8\xff", "a JPEG image"), (b"BZh", "a bzip2 archive"), (b"7z\xbc\xaf\x27\x1c", "a 7z archive"))
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: valid in a Python str, not encodable as UTF-8
 # A JSON string (unrolled so it cannot backtrack badly) or one bracket; used to measure nesting.
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
@@ -103,9 +107,36 @@ def escape_csv_cell(s: str) -> str:
 
 
 def safe_name(name: str) -> str:
-    """The base name of a user-given file name: no directories, no control characters, 200 chars at most."""
+    """The base name of a user-given file name: no directories, no control characters or lone surrogates
+    (an undecodable byte of a file name becomes one), 200 chars at most."""
     base = re.split(r"[\\/]", str(name))[-1]
-    return re.sub(r"[\x00-\x1f\x7f]", "", base).strip()[:200] or "corpus"
+    return re.sub("[\x00-\x1f\x7f\ud800-\udfff]", "", base).strip()[:200] or "corpus"
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate in `text` (the only characters UTF-8 cannot encode), or None."""
+    m = _SURROGATE.search(text)
+    return None if m is None else m.start()
+
+
+def shown(text: str) -> str:
+    """`text` safe to put in a message: lone surrogates replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def check_text(value: object, what: str) -> str:
+    """`value` if it is text every encoder takes; else `TascError` naming `what` (the text is never echoed).
+
+    Refused: anything but a `str`, and a str holding a lone surrogate (U+D800..U+DFFF, e.g. from a JSON
+    `"\\ud800"` escape): Python keeps it, but UTF-8, a tokenizer and the server's JSON all fail on it.
+    """
+    if not isinstance(value, str):
+        raise TascError(f"{what} must be text, got {type(value).__name__}")
+    at = lone_surrogate(value)
+    if at is not None:
+        raise TascError(f"{what} contains a lone surrogate (U+{ord(value[at]):04X}) at character {at + 1:,}: "
+                        "it is not valid Unicode text (a broken emoji or a JSON \\ud800-style escape?)")
+    return value
 
 
 def _decode(data: bytes, source: str, limits: CorpusLimits) -> str:
@@ -177,14 +208,19 @@ def _json_depth(line: str) -> int:
 
 
 def _cell(value: object, key: str, where: str) -> str:
-    """A JSON value as text: strings as is, objects/lists as compact JSON, null as empty."""
-    if isinstance(value, str):
-        return value
+    """A JSON value as text: strings as is, objects/lists as compact JSON, null as empty; lone surrogates refused."""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    if value is None:
+        value = json.dumps(value, ensure_ascii=False)
+    elif value is None:
         return ""
-    raise CorpusError(f"{where}: {key!r} is {type(value).__name__} {value!r:.40}, expected a string")
+    if not isinstance(value, str):
+        raise CorpusError(f"{where}: {key!r} is {type(value).__name__} {value!r:.40}, expected a string")
+    at = lone_surrogate(value)
+    if at is not None:
+        raise CorpusError(f"{where}: {key!r} holds a lone surrogate (U+{ord(value[at]):04X}, from a JSON "
+                          f"\\u{ord(value[at]):04x} escape) at character {at + 1:,}: it is not valid Unicode text; "
+                          "fix or remove that escape")
+    return value
 
 
 def _find_column(names: list[str], wanted: str | None, candidates: tuple[str, ...], role: str,
@@ -192,9 +228,12 @@ def _find_column(names: list[str], wanted: str | None, candidates: tuple[str, ..
     """The column to use for a role: the one asked for (exact, then any case), else the first candidate."""
     lower = {n.lower(): n for n in reversed(names)}
     if wanted is not None:
+        if not isinstance(wanted, str):  # an API client may send anything
+            raise CorpusError(f"the {role} column must be a column name (text), got {type(wanted).__name__} "
+                              f"{wanted!r:.40}")
         found = wanted if wanted in names else lower.get(wanted.lower())
         if found is None:
-            raise CorpusError(f"{source} has no {role} column {wanted!r}; its columns are: {', '.join(names)}")
+            raise CorpusError(f"{source} has no {role} column {wanted!r}; its columns are: {shown(', '.join(names))}")
         return found
     return next((lower[c] for c in candidates if c in lower and lower[c] != exclude), None)
 
@@ -207,7 +246,7 @@ def _pick_columns(names: list[str], output_column: str | None, input_column: str
         out = names[0]  # a one-column file: that column is the output
     if out is None:
         raise CorpusError(f"{source}: no output column found (looked for {', '.join(OUTPUT_COLUMNS)}); "
-                          f"its columns are: {', '.join(names) or '(none)'}; choose one as the output column")
+                          f"its columns are: {shown(', '.join(names)) or '(none)'}; choose one as the output column")
     inp = _find_column(names, input_column, INPUT_COLUMNS, "input", source, exclude=out)
     if inp == out:
         raise CorpusError(f"{source}: input and output column are both {out!r}")
@@ -249,7 +288,7 @@ def _parse_jsonl(text: str, source: str, output_column: str | None, input_column
             out_key, in_key = _pick_columns(list(obj), output_column, input_column, source)
         for key in (out_key, in_key):
             if key is not None and key not in obj:
-                raise CorpusError(f"{where} has no {key!r} key; its keys are: {', '.join(obj) or '(none)'}")
+                raise CorpusError(f"{where} has no {key!r} key; its keys are: {shown(', '.join(obj)) or '(none)'}")
         output = _cell(obj[out_key], out_key, where)
         if output.strip():
             outputs.append(output)
@@ -373,6 +412,9 @@ def candidate_columns(data: bytes, name: str) -> list[str]:
         except (ValueError, RecursionError):
             raise CorpusError(f"{source} contains a line that is not valid JSON") from None
         names.update(dict.fromkeys(obj if isinstance(obj, dict) else []))
+    if any(lone_surrogate(n) is not None for n in names):  # the column pickers would carry it to the browser
+        raise CorpusError(f"{source}: a key holds a lone surrogate (a JSON \\ud800-style escape): it is not valid "
+                          "Unicode text; fix or remove that escape")
     return list(names)
 
 

@@ -370,7 +370,7 @@ def mine(texts: Sequence[str], segmenter: Segmenter, config: MiningConfig | None
         config: budget, rounds and candidate limits.
         heldout: texts only measured, never mined (compression on unseen answers).
         on_round: called with each round's figures (the dicts of `MiningResult.rounds`).
-        cancel: set it to stop between rounds with `tasc.core.errors.Cancelled`.
+        cancel: set it to stop with `tasc.core.errors.Cancelled` (checked after tokenising, and twice a round).
     """
     config = config or MiningConfig()
     config.check()
@@ -382,6 +382,7 @@ def mine(texts: Sequence[str], segmenter: Segmenter, config: MiningConfig | None
     seqs = segmenter.encode(texts)
     base_counts = [len(s) for s in seqs]
     held_base = [len(s) for s in segmenter.encode(heldout)] if heldout else None
+    check_cancel(cancel)  # tokenising a big corpus takes a while
     chosen: list[Candidate] = []
     dropped: list[str] = []
     base_len: dict[str, int] = {}
@@ -404,6 +405,7 @@ def mine(texts: Sequence[str], segmenter: Segmenter, config: MiningConfig | None
         picks = _mine_round(seqs, segmenter, config, chosen, set(dropped), base_len, k, r)
         if not picks:
             break
+        check_cancel(cancel)  # before re-tokenising the corpus with the picks
         chosen, seqs = _apply_picks(texts, segmenter, config.min_count, chosen + picks, dropped)
         rounds.append(report(r))
         if on_round:

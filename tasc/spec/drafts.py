@@ -18,6 +18,7 @@ the corpus — and grow long only where they are likely to be accepted.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Protocol, Sequence
 
@@ -462,16 +463,69 @@ class TascDrafter:
                         self.context.tail_keys(), (tail + tuple(emitted))[-SPELLING_TAIL:])
 
 
+MARKS_PER_ROW = 3  # START, EOS and SEP around each output in the corpus automaton (`ngram_index._token_stream`)
+
+
+def rows_within_budget(tokenizer: Any, outputs: Sequence[str], max_tokens: int,
+                       seed: int = 0) -> tuple[list[int], list[list[int]]]:
+    """The rows whose outputs fit in `max_tokens` automaton tokens (tokens + `MARKS_PER_ROW` each), and their ids.
+
+    Rows are tried in a random order fixed by `seed` (so a sample spreads over the whole corpus and the
+    same corpus always gives the same sample); one that does not fit is skipped. Outputs are tokenised in
+    batches about the size of the room left, and the search gives up once it has tokenised `max_tokens`
+    tokens that did not fit: the work stays about twice the budget however big the corpus is.
+
+    Returns:
+        (row indices in ascending order, their token ids).
+    """
+    order = list(range(len(outputs)))
+    random.Random(seed).shuffle(order)
+    chosen: dict[int, list[int]] = {}
+    used = wasted = pos = 0
+    while pos < len(order) and used < max_tokens and wasted <= max_tokens:
+        batch: list[int] = []
+        chars = 0
+        while pos < len(order) and (not batch or chars < max_tokens - used):  # a token mostly spans 1+ characters
+            batch.append(order[pos])
+            chars += len(outputs[order[pos]])
+            pos += 1
+        for row, ids in zip(batch, tokenizer([outputs[i] for i in batch], add_special_tokens=False)["input_ids"],
+                            strict=True):
+            cost = len(ids) + MARKS_PER_ROW
+            if used + cost <= max_tokens:
+                chosen[row] = ids
+                used += cost
+            else:
+                wasted += cost
+    rows = sorted(chosen)
+    return rows, [chosen[i] for i in rows]
+
+
 def build_corpus_index(tokenizer: Any, outputs: Sequence[str], inputs: Sequence[str] | None = None,
-                       prompt_format: PromptFormat | None = None) -> CorpusIndex:
+                       prompt_format: PromptFormat | None = None, max_tokens: int | None = None) -> CorpusIndex:
     """Tokenise corpus outputs with the target's tokenizer and index them (EOS marks an answer's end).
 
     With the rows' `inputs`, the index also finds the rows whose inputs are like a prompt
     (`index.neighbours`, see `NeighbourIndex`); pass the model's `prompt_format` so that inputs are
     encoded as its prompts are (an enriched model's prompts keep the base vocabulary).
+
+    `max_tokens` bounds the index's size (its memory is about proportional to it): a corpus whose
+    outputs need more is sampled by rows (`rows_within_budget`), and `index.rows` / `index.rows_total`
+    say which rows of how many were indexed (`index.rows` is None when all were).
     """
-    sequences = tokenizer(list(outputs), add_special_tokens=False)["input_ids"] if outputs else []
+    rows_total = len(outputs)
+    rows: list[int] | None = None
+    if max_tokens is None:
+        sequences = tokenizer(list(outputs), add_special_tokens=False)["input_ids"] if outputs else []
+    else:
+        picked, sequences = rows_within_budget(tokenizer, outputs, max_tokens)
+        if len(picked) < rows_total:  # sampled: the neighbours and value starts see the same rows
+            rows = picked
+            if inputs is not None and len(inputs) == rows_total:
+                inputs = [inputs[i] for i in picked]
+            outputs = [outputs[i] for i in picked]
     index = CorpusIndex(sequences, eos_id=tokenizer.eos_token_id)
+    index.rows, index.rows_total = rows, rows_total
     if inputs is not None and len(inputs) == len(outputs) and len(outputs):
         fmt = prompt_format or PromptFormat()
         index.neighbours = NeighbourIndex(fmt.encode(tokenizer, list(inputs)), sequences)

@@ -154,6 +154,10 @@ class CorpusIndex:
         self.eos_id = eos_id
         self.neighbours: "NeighbourIndex | None" = None  # set by drafts.build_corpus_index when inputs are known
         self.value_starts: Any = None  # a tasc.spec.value_copy.ValueStarts, set there too
+        # Set by drafts.build_corpus_index under a token budget: the corpus rows indexed (None: all of them)
+        # out of how many.
+        self.rows: list[int] | None = None
+        self.rows_total: int | None = None
         # The build allocates ~2 dicts per token; pausing the cyclic GC (nothing here forms cycles)
         # stops it rescanning them over and over, which otherwise doubles the build time.
         gc_was_enabled = gc.isenabled()
@@ -181,6 +185,7 @@ class CorpusIndex:
         self._total = total
         self.n_tokens = len(stream) - 2 * n_sequences - (n_sequences if eos_id is not None else 0)
         self.n_sequences = n_sequences
+        self.stream_tokens = len(stream)  # tokens + the marks around each sequence: what the automaton's size follows
 
     @property
     def n_states(self) -> int:
