@@ -26,14 +26,14 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence, cast
+from typing import Any, Sequence, Unpack, cast
 
 from tasc.core.corpus import Corpus
 from tasc.core.errors import CorpusError, ModelError
-from tasc.core.models import LoadedModel, load_model, read_meta, save_model_dir
+from tasc.core.models import LoadedModel, read_meta, save_model_dir
 from tasc.core.progress import Progress, ProgressFn, check_cancel
 from tasc.core.prompts import answer_ids
-from tasc.core.run_dir import RunDir
+from tasc.core.run_dir import RunDir, TrainOptions, TrainRun
 from tasc.core.train_loop import LoopConfig, batch_indices, pad_batch, train_loop
 
 PRETRAIN_FILE = "pretrain.jsonl"  # the distilled pretraining rows (token ids)
@@ -372,18 +372,8 @@ def _save_draft(draft: Any, lm: LoadedModel, target: str, training: dict[str, An
     save_model_dir(draft, lm.tokenizer, out_dir, meta)
 
 
-def train_draft(
-    target: str,
-    corpus: Corpus,
-    out_dir: str | Path,
-    config: DraftConfig | None = None,
-    *,
-    device: str | None = None,
-    resume: bool = False,
-    trust_remote_code: bool = False,
-    on_progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
-) -> dict[str, Any]:
+def train_draft(target: str, corpus: Corpus, out_dir: str | Path, config: DraftConfig | None = None,
+                **options: Unpack[TrainOptions]) -> dict[str, Any]:
     """Distil, pretrain and fine-tune a draft model for `target`; save it to `out_dir`.
 
     Args:
@@ -391,30 +381,29 @@ def train_draft(
         corpus: the task corpus (inputs are used when present).
         out_dir: model directory to write; checkpoints go to OUT/checkpoints.
         config: model shape and training amounts.
-        resume: continue an interrupted or cancelled run from its checkpoints.
+        options: `tasc.core.run_dir.TrainOptions`: device, resume, trust_remote_code, on_progress, cancel.
     Returns:
         Figures: wall time and steps per phase, final losses, loss curves, paths.
     Raises:
         Cancelled: `cancel` was set; what was done is kept for --resume.
     """
-    import torch
 
     config = config or DraftConfig()
     config.check()
     if not corpus.outputs:
         raise CorpusError(f"{corpus.source} has no rows")
-    run = RunDir(out_dir)
-    config = run.start(config, resume)
+    run = TrainRun(out_dir, options)
+    config = run.start(config, run.resume)
     t0 = time.perf_counter()
-    lm = load_model(target, device=device, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    lm = run.load(target)
     run.write_settings(asdict(config))
 
     # 1. Distil: the target writes the pretraining text.
-    rows, distil = _distil(lm, corpus, config, run, on_progress, cancel)
+    rows, distil = _distil(lm, corpus, config, run, run.on_progress, run.cancel)
     # 2. Build the draft with the target's vocabulary and PCA-initialised embeddings.
     draft = build_draft_model(lm.model, config).to(lm.device)
     # 3. Pretrain on the distilled rows (every token), 4. fine-tune on the task (answer tokens).
-    pretrain, finetune = _train_phases(draft, lm, rows, corpus, config, run, resume, on_progress, cancel)
+    pretrain, finetune = _train_phases(draft, lm, rows, corpus, config, run, run.resume, run.on_progress, run.cancel)
 
     # 5. Save a plain model directory that names its target.
     training = {

@@ -33,15 +33,15 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Unpack
 
 from tasc.compare.draft_model import DraftConfig, build_draft_model, lm_loss, load_draft_model, slice_target
 from tasc.core.corpus import Corpus
 from tasc.core.errors import CorpusError, ModelError
-from tasc.core.models import LoadedModel, load_model, publish_dir, read_meta, write_meta
+from tasc.core.models import LoadedModel, publish_dir, read_meta, write_meta
 from tasc.core.progress import Progress, ProgressFn, check_cancel
 from tasc.core.prompts import answer_ids
-from tasc.core.run_dir import RunDir
+from tasc.core.run_dir import RunDir, TrainOptions, TrainRun
 from tasc.core.train_loop import LoopConfig, batch_indices, train_loop
 
 DECODER_DIR = "decoder"
@@ -460,18 +460,8 @@ def _train(hybrid: HybridModel, states: list[Any], prompts: list[list[int]], exa
     )
 
 
-def train_hybrid(
-    target: str,
-    corpus: Corpus,
-    out_dir: str | Path,
-    config: HybridConfig | None = None,
-    *,
-    device: str | None = None,
-    resume: bool = False,
-    trust_remote_code: bool = False,
-    on_progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
-) -> dict[str, Any]:
+def train_hybrid(target: str, corpus: Corpus, out_dir: str | Path, config: HybridConfig | None = None,
+                 **options: Unpack[TrainOptions]) -> dict[str, Any]:
     """Train a projector and a small decoder on the frozen target's prompt states; save the hybrid.
 
     Args:
@@ -479,22 +469,21 @@ def train_hybrid(
         corpus: input -> output rows.
         out_dir: where the hybrid (and its checkpoints, under OUT/checkpoints) go.
         config: shapes and training amounts.
-        resume: continue an interrupted or cancelled run.
+        options: `tasc.core.run_dir.TrainOptions`: device, resume, trust_remote_code, on_progress, cancel.
     Returns:
         Figures: steps, wall times (encoding, training), final loss, loss curve, paths.
     Raises:
         Cancelled: `cancel` was set; the checkpoint is kept for --resume.
     """
-    import torch
 
     config = config or HybridConfig()
     config.check()
     if corpus.inputs is None:
         raise CorpusError(f"{corpus.source} has outputs only: the hybrid learns input -> output and needs inputs")
-    run = RunDir(out_dir)
-    config = run.start(config, resume)
+    run = TrainRun(out_dir, options)
+    config = run.start(config, run.resume)
     t0 = time.perf_counter()
-    lm = load_model(target, device=device, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    lm = run.load(target)
     lm.model.requires_grad_(False)  # frozen: only the projector and the decoder train
     config, saved = _resolved_config(config, lm)
     run.write_settings(asdict(config))
@@ -504,10 +493,10 @@ def train_hybrid(
 
     # 2. The target encodes each training prompt once.
     prompts, examples = _examples(lm, corpus, config)
-    states, encode_s = _encode_prompts(lm, prompts, config, on_progress, cancel)
+    states, encode_s = _encode_prompts(lm, prompts, config, run.on_progress, run.cancel)
 
     # 3. Train projector + decoder on the answer tokens.
-    result = _train(hybrid, states, prompts, examples, config, run, resume, on_progress, cancel)
+    result = _train(hybrid, states, prompts, examples, config, run, run.resume, run.on_progress, run.cancel)
 
     # 4. Save.
     training = {

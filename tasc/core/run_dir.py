@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypedDict, TypeVar
+
+from tasc.core.progress import ProgressFn
 
 CHECKPOINTS = "checkpoints"
 RUN_FILE = "run.json"
@@ -78,3 +81,33 @@ class RunDir:
         """Remove the checkpoints of a finished run, unless they are to be kept."""
         if not keep:
             shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+
+class TrainOptions(TypedDict, total=False):
+    """How a trainer runs; every trainer (`finetune`, `train_draft`, `train_hybrid`) takes these keywords alike."""
+
+    device: str | None  # "cpu", "cuda", "cuda:1"...; None picks CUDA when present
+    resume: bool  # continue the run folder's interrupted or cancelled run
+    trust_remote_code: bool  # run a hub model's own code (off unless the user asks)
+    on_progress: ProgressFn | None  # progress events
+    cancel: threading.Event | None  # set to stop after the current step, with a checkpoint
+
+
+class TrainRun(RunDir):
+    """A trainer's run folder together with how it runs (`TrainOptions`), read once where the trainer starts."""
+
+    def __init__(self, out_dir: str | Path, options: TrainOptions) -> None:
+        super().__init__(out_dir)
+        self.device = options.get("device")
+        self.resume = options.get("resume", False)
+        self.trust_remote_code = options.get("trust_remote_code", False)
+        self.on_progress = options.get("on_progress")
+        self.cancel = options.get("cancel")
+
+    def load(self, spec: str) -> Any:
+        """The model the trainer starts from, in fp32 (a trainer's master weights) on the run's device."""
+        import torch
+
+        from tasc.core.models import load_model
+
+        return load_model(spec, device=self.device, dtype=torch.float32, trust_remote_code=self.trust_remote_code)

@@ -20,14 +20,14 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, Unpack
 
 from tasc.core.corpus import Corpus
 from tasc.core.errors import Cancelled, CorpusError
-from tasc.core.models import load_model, save_model_dir
+from tasc.core.models import save_model_dir
 from tasc.core.progress import Progress, ProgressFn
 from tasc.core.prompts import PromptFormat, answer_ids
-from tasc.core.run_dir import RunDir
+from tasc.core.run_dir import RunDir, TrainOptions, TrainRun
 
 IGNORE = -100  # label of positions that carry no loss (the prompt, padding)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -285,12 +285,8 @@ def finetune(
     out_dir: str | Path,
     config: FinetuneConfig | None = None,
     *,
-    device: str | None = None,
-    resume: bool = False,
-    trust_remote_code: bool = False,
     prompt_format: PromptFormat | None = None,
-    on_progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
+    **options: Unpack[TrainOptions],
 ) -> dict[str, Any]:
     """Fine-tune `model` on the corpus's (input, output) pairs and save it to `out_dir`.
 
@@ -299,8 +295,7 @@ def finetune(
         corpus: training rows; must have inputs.
         out_dir: where checkpoints and the final model go.
         config: training settings.
-        device: "cpu", "cuda"...; None picks CUDA when present (bf16 there).
-        resume: continue from the last checkpoint in `out_dir`.
+        options: `tasc.core.run_dir.TrainOptions`: device, resume, trust_remote_code, on_progress, cancel.
         prompt_format: format to train with; default: the model's stored one, else `PromptFormat()`.
     Returns:
         Figures of the run: steps, wall time, losses, device, paths.
@@ -313,18 +308,18 @@ def finetune(
     config.check()
     if corpus.inputs is None:
         raise CorpusError(f"{corpus.source} has outputs only: fine-tuning needs input and output columns")
-    run = RunDir(out_dir)
-    config, checkpoint = _load_run_config(run, config, resume)
+    run = TrainRun(out_dir, options)
+    config, checkpoint = _load_run_config(run, config, run.resume)
     torch.manual_seed(config.seed)
 
-    lm = load_model(model, device=device, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    lm = run.load(model)
     fmt = (prompt_format or lm.prompt_format).resolved(lm.tokenizer)
     examples, cut = build_examples(lm.tokenizer, fmt, corpus.pairs(), config.max_length)
     if not examples:
         raise CorpusError(f"{corpus.source}: no example fits in max_length={config.max_length} tokens")
     train_model = _wrap_lora(lm.model, config, lm.meta) if config.lora else lm.model
     train_model.train()
-    figures, losses = _train(train_model, lm, examples, config, run, checkpoint, on_progress, cancel)
+    figures, losses = _train(train_model, lm, examples, config, run, checkpoint, run.on_progress, run.cancel)
 
     final = train_model.merge_and_unload() if config.lora else train_model
     final.eval()

@@ -494,15 +494,9 @@ def speculative_steps(
             return
 
 
-def generate(
-    model: Any,
-    prompt_ids: Sequence[int],
-    drafter: DraftSource | None = None,
-    config: DecodeConfig | None = None,
-    eos_token_id: int | Sequence[int] | None = None,
-    prefix: PrefixCache | None = None,
-) -> GenerationResult:
-    """Run `speculative_steps` to the end and collect the answer."""
+def generate(model: Any, prompt_ids: Sequence[int], drafter: DraftSource | None = None, config: DecodeConfig | None = None,
+             eos_token_id: int | Sequence[int] | None = None, prefix: PrefixCache | None = None) -> GenerationResult:
+    """Run `speculative_steps` (same arguments) to the end and collect the answer."""
     steps = list(speculative_steps(model, prompt_ids, drafter, config, eos_token_id, prefix))
     return GenerationResult([t for s in steps for t in s.tokens], steps)
 

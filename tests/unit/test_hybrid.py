@@ -8,13 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import tasc.compare.hybrid as hybrid_module
 from tasc.cli import main
 from tasc.compare.draft_model import DraftConfig, build_draft_model, slice_target, spread_layers, train_draft
 from tasc.compare.hybrid import HybridConfig, HybridModel, encode, make_projector, train_hybrid
 from tasc.core.corpus import load_corpus
 from tasc.core.errors import Cancelled, ModelError
 from tasc.core.models import load_model, read_meta, write_meta
+from tasc.core.run_dir import TrainRun
 from tasc.core.train_loop import LoopConfig, train_loop
 from tests.tiny import make_tiny_model, save_tiny
 
@@ -61,8 +61,8 @@ def test_the_projector_carries_the_input_and_the_target_stays_frozen(tmp_path, t
 
 def test_train_hybrid_saves_reloads_and_generates_identically(tmp_path, tiny_model_dir, corpus_file, monkeypatch):
     loaded = []
-    real_load = hybrid_module.load_model
-    monkeypatch.setattr(hybrid_module, "load_model", lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1])
+    real_load = TrainRun.load  # how every trainer loads the model it starts from
+    monkeypatch.setattr(TrainRun, "load", lambda self, spec: loaded.append(real_load(self, spec)) or loaded[-1])
     events = []
     result = train_hybrid(str(tiny_model_dir), load_corpus(corpus_file), tmp_path / "hybrid", HybridConfig(**TINY), device="cpu",
                           on_progress=events.append)
