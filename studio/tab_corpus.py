@@ -86,8 +86,8 @@ def corpus_summary(session) -> str:
 
 
 def index_coverage(train, tokens_per_char: float) -> str:
-    """How much of the training outputs TASC-spec's index will hold (it is capped, `tab_arena.INDEX_MAX_TOKENS`)."""
-    from studio.tab_arena import INDEX_MAX_TOKENS
+    """How much of the training outputs TASC-spec's index will hold (it is capped, `studio.indexes.INDEX_MAX_TOKENS`)."""
+    from studio.indexes import INDEX_MAX_TOKENS
     from tasc.spec.drafts import MARKS_PER_ROW
 
     need = sum(len(o) for o in train.outputs) * tokens_per_char + MARKS_PER_ROW * len(train)

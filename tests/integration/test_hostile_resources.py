@@ -23,7 +23,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 import app
-from studio import tab_arena
+from studio import indexes
 from tests.app_harness import running_app
 
 WAIT_S = 120  # the longest any one call may take
@@ -98,9 +98,9 @@ def long_json_corpus(path, rows: int, chars: int, seed: int = 0) -> None:
 # ---- 3. memory: TASC-spec's index has a budget ---------------------------------------------------------------
 def test_a_corpus_over_the_index_budget_is_sampled_and_its_index_stays_bounded(served, tmp_path, monkeypatch):
     budget, total = 6_000, 15_000  # scaled down from 400,000 / 1,200,000 tokens
-    monkeypatch.setattr(tab_arena, "INDEX_MAX_TOKENS", budget)
-    monkeypatch.setattr(tab_arena.INDEXES, "max_tokens", total)
-    tab_arena.INDEXES.clear()
+    monkeypatch.setattr(indexes, "INDEX_MAX_TOKENS", budget)
+    monkeypatch.setattr(indexes.INDEXES, "max_tokens", total)
+    indexes.INDEXES.clear()
     path = tmp_path / "long_outputs.jsonl"
     long_json_corpus(path, rows=40, chars=4_000)  # ~160k characters: far over 6,000 tokens
     first, second = Client(served.url, verbose=False), Client(served.url, verbose=False)
@@ -109,12 +109,12 @@ def test_a_corpus_over_the_index_budget_is_sampled_and_its_index_stays_bounded(s
     assert "**a sample**" in summary and f"at most {budget:,}" in summary
     verdict = call(first, "report 3", "tasc-spec", None, 16, 0, api_name="/arena")[4]
     assert "sample of the corpus" in verdict and "identical output" in verdict
-    assert len(tab_arena.INDEXES) == 1 and tab_arena.INDEXES.tokens() <= budget
+    assert len(indexes.INDEXES) == 1 and indexes.INDEXES.tokens() <= budget
 
     # the same corpus in another session: the same index, not a second one
     call(second, handle_file(str(path)), "(auto)", "(auto)", api_name="/load_corpus")
     call(second, "report 5", "tasc-spec", None, 16, 0, api_name="/arena")
-    assert len(tab_arena.INDEXES) == 1 and tab_arena.INDEXES.tokens() <= budget
+    assert len(indexes.INDEXES) == 1 and indexes.INDEXES.tokens() <= budget
 
     # other corpora: the cache stays within its total, least recently used out first
     for seed in (1, 2, 3):
@@ -122,7 +122,7 @@ def test_a_corpus_over_the_index_budget_is_sampled_and_its_index_stays_bounded(s
         long_json_corpus(other, rows=40, chars=4_000, seed=seed)
         call(second, handle_file(str(other)), "(auto)", "(auto)", api_name="/load_corpus")
         call(second, "report 1", "tasc-spec", None, 8, 0, api_name="/arena")
-        assert tab_arena.INDEXES.tokens() <= total
+        assert indexes.INDEXES.tokens() <= total
     arena_works(first)
 
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from studio import tab_arena, tab_corpus
+from studio import indexes, tab_corpus
 from tasc.core.corpus import Corpus, candidate_columns, check_text, compute_stats, lone_surrogate, parse_corpus_bytes, safe_name
 from tasc.core.errors import CorpusError, TascError
 from tasc.core.prompts import PromptFormat
@@ -165,15 +165,15 @@ def test_index_memory_stays_under_the_stated_bound_per_token(tiny_lm):
             tracemalloc.stop()
         assert index.rows is not None and index.stream_tokens <= budget
         assert index.stream_tokens > budget * 0.8
-        assert peak <= budget * tab_arena.INDEX_BYTES_PER_TOKEN, f"{peak / index.stream_tokens:.0f} B/token"
+        assert peak <= budget * indexes.INDEX_BYTES_PER_TOKEN, f"{peak / index.stream_tokens:.0f} B/token"
         assert current <= peak
         del index
     # the stated per-index figure follows: at most INDEX_MAX_TOKENS tokens at that many bytes each
-    assert tab_arena.INDEX_MAX_TOKENS * tab_arena.INDEX_BYTES_PER_TOKEN <= 300 * 2**20
+    assert indexes.INDEX_MAX_TOKENS * indexes.INDEX_BYTES_PER_TOKEN <= 300 * 2**20
 
 
 def test_index_cache_shares_equal_corpora_and_bounds_its_total():
-    cache = tab_arena.IndexCache(max_tokens=10_000)
+    cache = indexes.IndexCache(max_tokens=10_000)
     built = []
 
     def build(tokens):
@@ -193,20 +193,20 @@ def test_index_cache_shares_equal_corpora_and_bounds_its_total():
     big = cache.get("big", build(50_000))  # alone over the bound: kept (it is in use), everything else goes
     assert len(cache) == 1 and cache.get("big", build(1)) is big
     tiny = [cache.get(f"t{i}", build(1)) for i in range(30)]  # tiny indexes are charged MIN_CHARGE each
-    assert len(cache) <= 10_000 // tab_arena.IndexCache.MIN_CHARGE and tiny
+    assert len(cache) <= 10_000 // indexes.IndexCache.MIN_CHARGE and tiny
 
 
 def test_equal_corpora_have_equal_keys_and_any_change_another():
     lm = SimpleNamespace(name="m", prompt_format=PromptFormat())
     c = Corpus(["x", "y"], ["a", "b"], "one.jsonl", compute_stats(["x", "y"], ["a", "b"]))
     same = Corpus(["x", "y"], ["a", "b"], "two.jsonl", compute_stats(["x", "y"], ["a", "b"]))
-    key = tab_arena.corpus_key(lm, c, 100)
-    assert tab_arena.corpus_key(lm, same, 100) == key  # the file name does not matter
+    key = indexes.corpus_key(lm, c, 100)
+    assert indexes.corpus_key(lm, same, 100) == key  # the file name does not matter
     others = [Corpus(["x", "y"], None, "o", c.stats), Corpus(["xy", ""], ["a", "b"], "o", c.stats),
               Corpus(["x", "y"], ["b", "a"], "o", c.stats)]
-    assert len({key} | {tab_arena.corpus_key(lm, o, 100) for o in others}) == 4
-    assert tab_arena.corpus_key(lm, c, 99) != key
-    assert tab_arena.corpus_key(SimpleNamespace(name="n", prompt_format=PromptFormat()), c, 100) != key
+    assert len({key} | {indexes.corpus_key(lm, o, 100) for o in others}) == 4
+    assert indexes.corpus_key(lm, c, 99) != key
+    assert indexes.corpus_key(SimpleNamespace(name="n", prompt_format=PromptFormat()), c, 100) != key
 
 
 # --- the export on disk ----------------------------------------------------------------------------------------
