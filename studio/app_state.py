@@ -213,13 +213,14 @@ def heldout_inputs(session) -> list[str]:
 
 
 def follow_to_end(job: Any, updates: Callable[[Any], tuple[Any, ...]], done: Callable[[Any], tuple[Any, ...]],
-                  stopped: tuple[Any, ...], what: str) -> Iterator[tuple[Any, ...]]:
-    """Stream a job's progress (`updates(job)`), then its result (`done(result)`), `stopped` after a Stop,
-    or its error as a message. A Stop, or a client that leaves (Gradio closes the generator), cancels the job."""
+                  stopped: Callable[[], tuple[Any, ...]], what: str, poll_s: float | None = None) -> Iterator[tuple[Any, ...]]:
+    """Stream a job's progress (`updates(job)`), then its result (`done(result)`), `stopped()` after a Stop,
+    or its error as a message. A Stop, or a client that leaves (Gradio closes the generator), cancels the job
+    (trainers save a checkpoint first)."""
     from studio.jobs import CANCELLED, DONE
 
     try:
-        for j in job.follow():
+        for j in job.follow(poll_s):
             yield updates(j)
     finally:
         if not job.finished:  # the thread stops at its next progress event
@@ -227,6 +228,6 @@ def follow_to_end(job: Any, updates: Callable[[Any], tuple[Any, ...]], done: Cal
     if job.status == DONE:
         yield done(job.result)
     elif job.status == CANCELLED:
-        yield stopped
+        yield stopped()
     else:
         raise gr.Error(job.error or f"the {what} failed")

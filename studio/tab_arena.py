@@ -351,7 +351,7 @@ def run_benchmark(n_prompts: float, max_new_tokens: float, shots: float, token: 
         return (f"Done: {report['n_prompts']} held-out prompts, up to {report['max_new_tokens']} new tokens each, "
                 f"on {report['device']}.", bench_table(report), speedup_bars(report))
 
-    yield from follow_to_end(job, updates, done, ("Benchmark stopped.", gr.skip(), gr.skip()), "benchmark")
+    yield from follow_to_end(job, updates, done, lambda: ("Benchmark stopped.", gr.skip(), gr.skip()), "benchmark")
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,18 @@ from typing import Any, Iterator
 import gradio as gr
 
 from studio import compare_training
-from studio.app_state import STOP_WAIT_S, app_model, existing_session, gpu, model_label, pool, require_corpus, session_for, user_errors
+from studio.app_state import (
+    STOP_WAIT_S,
+    app_model,
+    existing_session,
+    follow_to_end,
+    gpu,
+    model_label,
+    pool,
+    require_corpus,
+    session_for,
+    user_errors,
+)
 from studio.compare_training import TRAIN_DRAFT, TRAIN_HYBRID, TRAIN_HYBRID_BLOCKS
 from studio.sessions import FinetuneRequest
 from studio.tab_arena import method_choices
@@ -142,25 +153,19 @@ def _finetuned(session, job) -> tuple[Any, ...]:
 
 def finetune_stream(session, job, progress) -> Iterator[tuple[Any, ...]]:
     """Follow a fine-tune job: progress line, loss curve; at the end register the model."""
-    from studio.jobs import CANCELLED, DONE
 
-    try:
-        for j in job.follow(poll_s=0.5):
-            p = j.latest
-            if p is not None and p.total:
-                progress((p.done, p.total), desc="fine-tune")
-            yield finetune_status(j), loss_frame(j), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    finally:
-        if not job.finished:  # a Stop, or a client that left (Gradio closes this generator): stop the job
-            job.cancel()
-    if job.status == DONE:
-        yield _finetuned(session, job)
-    elif job.status == CANCELLED:
-        yield (f"■ Stopped at step {int(job.latest.metrics.get('step', 0)) if job.latest else 0}; its checkpoint is "
-               "saved — press **Resume** to continue.", loss_frame(job), gr.update(visible=True), gr.skip(), gr.skip(),
-               gr.skip())
-    else:
-        raise gr.Error(job.error or "the fine-tune failed")
+    def updates(j: Any) -> tuple[Any, ...]:
+        p = j.latest
+        if p is not None and p.total:
+            progress((p.done, p.total), desc="fine-tune")
+        return finetune_status(j), loss_frame(j), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+    def stopped() -> tuple[Any, ...]:
+        return (f"■ Stopped at step {int(job.latest.metrics.get('step', 0)) if job.latest else 0}; its checkpoint is "
+                "saved — press **Resume** to continue.", loss_frame(job), gr.update(visible=True), gr.skip(), gr.skip(),
+                gr.skip())
+
+    yield from follow_to_end(job, updates, lambda _result: _finetuned(session, job), stopped, "fine-tune", poll_s=0.5)
 
 
 def _finetune_request(session, base_model: str, method: str, steps: int, lr: float | None) -> FinetuneRequest:
@@ -290,7 +295,7 @@ def compare_train(kind: str, steps: float, token: str | None, request: gr.Reques
 
     A stopped run of the same kind continues from its checkpoint the next time Train is pressed.
     """
-    from studio.jobs import CANCELLED, DONE, start_job
+    from studio.jobs import start_job
 
     session = session_for(token, request)
     require_corpus(session)
@@ -298,21 +303,15 @@ def compare_train(kind: str, steps: float, token: str | None, request: gr.Reques
     job = start_job("compare", run.train, app_model(), session.train, run.out_dir, run.config, resume=run.resume,
                     slot="finetune")
     session.jobs["compare"] = job
-    try:
-        for j in job.follow(poll_s=0.5):
-            p = j.latest
-            if p is not None and p.total:
-                progress((p.done, p.total), desc=p.task)
-            yield compare_status(j), compare_frame(j), gr.skip()
-    finally:
-        if not job.finished:  # a Stop, or a client that left (Gradio closes this generator): stop the job
-            job.cancel()
-    if job.status == DONE:
-        yield _compared(session, run, job)
-    elif job.status == CANCELLED:
-        yield COMPARE_STOPPED, compare_frame(job), gr.skip()
-    else:
-        raise gr.Error(job.error or "the training failed")
+
+    def updates(j: Any) -> tuple[Any, ...]:
+        p = j.latest
+        if p is not None and p.total:
+            progress((p.done, p.total), desc=p.task)
+        return compare_status(j), compare_frame(j), gr.skip()
+
+    yield from follow_to_end(job, updates, lambda _result: _compared(session, run, job),
+                             lambda: (COMPARE_STOPPED, compare_frame(job), gr.skip()), "training", poll_s=0.5)
 
 
 @user_errors

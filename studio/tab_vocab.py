@@ -162,8 +162,8 @@ def vocab_mine(budget: float, rounds: float, token: str | None, request: gr.Requ
         return (session.token, mined_table([c.to_dict() for c in result.tokens]), mined_bars(result.tokens),
                 compression_rounds(result.rounds), status, sample, *vocab_tokenise(sample, session.token, request))
 
-    stopped = (session.token, gr.skip(), gr.skip(), gr.skip(), "Mining stopped.", *skip4)
-    yield from follow_to_end(job, updates, done, stopped, "mining")
+    yield from follow_to_end(job, updates, done, lambda: (session.token, gr.skip(), gr.skip(), gr.skip(), "Mining stopped.", *skip4),
+                             "mining")
 
 
 def rounds_from_events(job) -> list[dict[str, Any]]:
@@ -216,7 +216,7 @@ def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Re
         return line, compression_rounds(rows) if rows else gr.skip(), gr.skip()
 
     yield from follow_to_end(job, updates, lambda result: _enriched(session, result),
-                             ("Enrichment stopped.", gr.skip(), gr.skip()), "enrichment")
+                             lambda: ("Enrichment stopped.", gr.skip(), gr.skip()), "enrichment")
 
 
 # --------------------------------------------------------------------------------------------
