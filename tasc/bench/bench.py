@@ -126,7 +126,8 @@ def _resources(lm: LoadedModel, methods: Sequence[Method], corpus_outputs: Seque
     for kind, x in models.items():
         with_corpus = any(m.needs_corpus and m.model == kind for m in methods)
         index = build_corpus_index(x.tokenizer, corpus_outputs, corpus_inputs, x.prompt_format) if with_corpus else None
-        keys = normalised_keys(x.tokenizer) if config.spec.normalise_context else None
+        drafts = any(m.uses_tasc and m.model == kind for m in methods)  # the keys decode the whole vocabulary once
+        keys = normalised_keys(x.tokenizer) if drafts and config.spec.normalise_context else None
         out[kind] = Resources(x, index, draft, hybrid, config.spec, config.assist, keys)
     return out
 

@@ -24,7 +24,7 @@ import torch
 
 from tasc.spec.drafts import MODEL, Draft, DraftSource, NoDraft
 from tasc.spec.graphs import StaticVerifier, compile_forward, graphs_available
-from tasc.spec.kv_cache import SlabCache, slab_cache
+from tasc.spec.kv_cache import SlabCache, slab_cache, slab_supported
 
 CACHE_SLACK = 64  # KV positions past prompt + answer a static cache keeps for a pass's draft (a tree's side branches)
 
@@ -361,7 +361,7 @@ def _start_cache(model: Any, prompt_ids: Sequence[int], prefix: PrefixCache | No
         if start is not None:
             verifier.load(start.cache)
         return verifier, list(prompt_ids[cached:])
-    if config.static_cache:  # room for the prompt, the answer and the largest draft a pass verifies past it
+    if config.static_cache and slab_supported(model):  # room for the prompt, the answer and a pass's largest draft
         cache = slab_cache(model, len(prompt_ids) + config.max_new_tokens + CACHE_SLACK, start.cache if start else None)
     else:
         cache = start.fork() if start else _new_cache(model)

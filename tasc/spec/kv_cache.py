@@ -11,7 +11,7 @@ The attention still sees exactly the live positions (not a padded maximum), so i
 output are those of a dynamic cache.
 
 Models with sliding-window or other non-standard layers keep transformers' `DynamicCache`
-(`slab_cache` returns one), since their layers drop positions on their own.
+(`tasc.spec.decode` checks `slab_supported`), since their layers drop positions on their own.
 """
 
 from __future__ import annotations
@@ -116,9 +116,14 @@ class SlabCache(Cache):
             layer.keep(start, index)
 
 
+def _text_config(model: Any) -> Any:
+    """The decoder's config (a multimodal model's text part)."""
+    return model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+
+
 def slab_supported(model: Any) -> bool:
     """Whether every attention layer of the model is plain full attention (what `SlabLayer` stands in for)."""
-    config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    config = _text_config(model)
     layer_types = getattr(config, "layer_types", None)
     if layer_types is not None and any(t != "full_attention" for t in layer_types):
         return False
@@ -129,16 +134,11 @@ def slab_cache(model: Any, capacity: int, prefix: Any = None) -> Any:
     """A cache for one answer of at most `capacity` positions (prompt included), starting from `prefix`'s states.
 
     `prefix` is a filled cache of the prompt's first positions (a `PrefixCache`'s); it is copied, not shared.
-    Models `SlabLayer` does not stand in for get a `DynamicCache` (a deep copy of `prefix` when given).
+    Only for models `slab_supported` accepts (the verify loop keeps a `DynamicCache` for the others).
     """
     if not slab_supported(model):
-        import copy
-
-        from transformers import DynamicCache
-
-        return copy.deepcopy(prefix) if prefix is not None else DynamicCache(config=model.config)
-    config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
-    cache = SlabCache(config.num_hidden_layers, capacity)
+        raise ValueError("a slab cache stands in for full-attention layers only; this model has others")
+    cache = SlabCache(_text_config(model).num_hidden_layers, capacity)
     if prefix is not None:
         for layer, cached in zip(cache.slabs, prefix.layers, strict=True):
             if cached.is_initialized and cached.keys is not None and cached.keys.numel():

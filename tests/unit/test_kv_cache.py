@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from tasc.spec.decode import keep_cache_positions
+from tasc.spec.decode import DecodeConfig, _start_cache, keep_cache_positions
 from tasc.spec.kv_cache import SlabCache, SlabLayer, slab_cache, slab_supported
 from tests.tiny import make_tiny_model
 
@@ -79,7 +79,10 @@ def test_sliding_window_models_keep_the_dynamic_cache(model):
     model.config.sliding_window = 4
     try:
         assert not slab_supported(model)
-        assert isinstance(slab_cache(model, 16), DynamicCache)
+        with pytest.raises(ValueError, match="full-attention"):
+            slab_cache(model, 16)
+        cache, _ = _start_cache(model, [1, 2, 3], None, DecodeConfig())  # the verify loop keeps a DynamicCache
+        assert isinstance(cache, DynamicCache)
     finally:
         model.config.layer_types = ["full_attention"] * model.config.num_hidden_layers
         model.config.sliding_window = None
