@@ -55,17 +55,20 @@ def build_demo() -> gr.Blocks:
         arena = tab_arena.build()
 
         # listeners: a tab's outputs may be another tab's components (a corpus fills the Arena's prompts)
-        loaded = tab_corpus.wire(demo, corpus, token, arena.heldout, arena.prompt)
+        loaded = tab_corpus.wire(demo, corpus, token, arena.heldout, arena.prompt, arena.model)
         tab_vocab.wire(vocab, token, finetune.base)
-        tab_finetune.wire(finetune, token, arena.ft_model, arena.method, loaded)
+        tab_finetune.wire(finetune, token, arena.model, arena.method, loaded)
         tab_arena.wire(arena, token)
     return demo
 
 
 def launch_options() -> dict[str, Any]:
     """Keyword arguments of `launch` that the app needs wherever it is served."""
+    from studio.highlight import ANSWER_CSS
+
     return {"max_file_size": app_state.MAX_FILE_SIZE, "allowed_paths": [str(app_cache_dir() / "exports")],
-            "enable_monitoring": False}  # no /monitoring dashboard of other users' traffic
+            "enable_monitoring": False,  # no /monitoring dashboard of other users' traffic
+            "css": ANSWER_CSS}
 
 
 def serve(demo: gr.Blocks, **launch_kwargs: Any) -> Any:

@@ -40,6 +40,7 @@ class Lane:
     step_s: list[float] = field(default_factory=list)
     compute_s: float = 0.0
     finished: bool = False
+    _text: "TokenText | None" = field(default=None, repr=False)  # the decoded pieces so far, grown per step
 
     def add(self, step: Step) -> None:
         """Fold one Step in."""
@@ -93,6 +94,58 @@ class Lane:
         decode = functools.partial(tokenizer.decode, skip_special_tokens=True)
         return labelled_spans(decode, [t for t, _ in kept], [label for _, label in kept], merge=True)
 
+    def token_pieces(self, tokenizer: Any, skip: Iterable[int] = ()) -> list[tuple[str, str | None]]:
+        """The text as one (piece, label) per token (`skip` ids left out), decoded incrementally:
+        each call decodes only the tokens added since the last one."""
+        if self._text is None:
+            self._text = TokenText(functools.partial(tokenizer.decode, skip_special_tokens=True), frozenset(skip))
+        self._text.extend(self.tokens[self._text.seen:], self.sources[self._text.seen:])
+        return self._text.pieces()
+
+
+@dataclass
+class TokenText:
+    """A growing answer's text cut into one piece per token, as `labelled_spans(merge=False)` cuts it.
+
+    `extend` decodes each new token's prefix once, so following a stream costs one decode per token
+    in all, not one per token per update.
+    """
+
+    decode: Callable[[list[int]], str]
+    skip: frozenset[int] = frozenset()
+    seen: int = 0  # tokens fed so far (skipped ones included)
+    ids: list[int] = field(default_factory=list)
+    _pieces: list[list[Any]] = field(default_factory=list)  # [piece, label] per kept token
+    _prev: str = ""
+
+    def extend(self, ids: Sequence[int], sources: Sequence[str]) -> None:
+        """Add tokens with their sources ("model" for the model's own)."""
+        for t, src in zip(ids, sources, strict=True):
+            self.seen += 1
+            if t in self.skip:
+                continue
+            self.ids.append(t)
+            text = self.decode(self.ids)
+            common = len(os.path.commonprefix([self._prev, text]))
+            _take_back(self._pieces, len(self._prev) - common)
+            self._pieces.append([text[common:], None if src == MODEL else src])
+            self._prev = text
+
+    def pieces(self) -> list[tuple[str, str | None]]:
+        """(piece, label) per kept token."""
+        return [(p, label) for p, label in self._pieces]
+
+
+def _take_back(pieces: list[list[Any]], excess: int) -> None:
+    """Remove `excess` characters from the end of the pieces, last piece first (text that decoded as
+    U+FFFD until a later token completed its character)."""
+    k = len(pieces) - 1
+    while excess and k >= 0:
+        cut = min(excess, len(pieces[k][0]))
+        pieces[k][0] = pieces[k][0][: len(pieces[k][0]) - cut]
+        excess -= cut
+        k -= 1
+
 
 def labelled_spans(decode: Callable[[list[int]], str], ids: Sequence[int], labels: Sequence[Any],
                    merge: bool = True) -> list[tuple[str, Any]]:
@@ -119,13 +172,7 @@ def labelled_spans(decode: Callable[[list[int]], str], ids: Sequence[int], label
     for label, end in ends:
         text = decode(list(ids[:end]))
         common = len(os.path.commonprefix([prev, text]))
-        excess = len(prev) - common  # shown as U+FFFD until now: take it back
-        k = len(out) - 1
-        while excess and k >= 0:  # without merge, emptied pieces stay: one piece per token
-            cut = min(excess, len(out[k][0]))
-            out[k][0] = out[k][0][: len(out[k][0]) - cut]
-            excess -= cut
-            k -= 1
+        _take_back(out, len(prev) - common)  # shown as U+FFFD until now; without merge, emptied pieces stay
         if merge:
             out = [p for p in out if p[0]]
         piece = text[common:]

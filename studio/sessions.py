@@ -70,6 +70,9 @@ class Session:
         mining: the last mined strings and the segmenter that mined them; derived from the corpus.
         finetune_request: how the last fine-tune was started (what Resume continues).
         compare_request: how the last draft-model / hybrid training was started (what a rerun continues).
+        task_model: folder of its corpus's task model (`studio.task_model`, shared by sessions with the same rows).
+        task_model_shown: whether the page was told that the task model is ready (the Arena switched to it).
+        cleanups: what to call when the session is dropped, by name (e.g. leave a shared task-model run).
     """
 
     token: str
@@ -85,6 +88,9 @@ class Session:
     mining: "MiningPreview | None" = None
     finetune_request: "FinetuneRequest | None" = None
     compare_request: "CompareRequest | None" = None
+    task_model: Path | None = None
+    task_model_shown: bool = False
+    cleanups: dict[str, Callable[[], None]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def busy(self) -> bool:
@@ -103,6 +109,7 @@ class Session:
         """Replace the corpus and forget everything derived from the old one."""
         with self.lock:
             self.corpus, self.train, self.heldout = corpus, train, heldout
+            self.task_model_shown = False  # studio.task_model.ensure sets task_model
             self.mining = None
             self.finetune_request = self.compare_request = None
 
@@ -368,7 +375,12 @@ class SessionStore:
             self._gone.popitem(last=False)
 
     def _close(self, session: Session) -> None:
-        """Cancel a dropped session's jobs and remove its folder once they have stopped."""
+        """Cancel a dropped session's jobs, run its cleanups, and remove its folder once its jobs have stopped."""
+        for name, cleanup in list(session.cleanups.items()):
+            try:
+                cleanup()
+            except Exception:  # one failing cleanup must not keep the session's folder
+                log.exception("cleanup %r of a dropped session failed", name)
         jobs = list(session.jobs.values())
         for job in jobs:
             job.cancel()

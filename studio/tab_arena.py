@@ -39,20 +39,23 @@ if TYPE_CHECKING:
     from tasc.spec.decode import Step
 
 ARENA_HELP = """\
-**4. Race them.** The same prompt is answered twice: on the left by plain greedy decoding (one token per
-forward pass), on the right by the method you pick. Highlighted text was *drafted* and then accepted by
-the model in a single verification pass — <span style="color:#2f80ed">■</span> **corpus**: drafted from
-the task corpus; <span style="color:#27ae60">■</span> **context**: copied from the prompt or the answer so
-far; <span style="color:#9b59b6">■</span> **draft-model**: drafted by a trained draft model; plain text:
-written by the model itself. TASC-spec only skips forward passes, so with the same model its answer is
-*identical* to plain greedy.
+**4. Race them.** The same prompt is answered twice by the same model: on the left by plain greedy decoding
+(one token per forward pass), on the right by the method you pick. Text on a coloured background was
+*drafted* and then accepted by the model in a single verification pass —
+<span style="background:#cfe2fb">&nbsp;corpus&nbsp;</span> drafted from the task corpus,
+<span style="background:#cdeed8">&nbsp;context&nbsp;</span> copied from the prompt or the answer so far,
+<span style="background:#e8d8f3">&nbsp;draft-model&nbsp;</span> drafted by a trained draft model; plain text
+was written by the model itself. TASC-spec only skips forward passes, so its answer is *identical* to plain
+greedy's. The model: the **task model** (fine-tuned on the corpus by itself in the background, see the Corpus
+tab) once it is ready, else the base model shown a few examples.
 """
 BENCH_HELP = ("Times plain greedy (transformers and our loop), transformers' prompt lookup (`pld`) and "
               "TASC-spec on the same held-out prompts, in the same run (`python -m tasc bench`).")
 DEFAULT_METHOD = "tasc-spec"
-# corpus/context as tasc.bench.plots; "draft-model" too: a session can train one in the Fine-tune tab
-SOURCE_COLOURS = {"corpus": "#2f80ed", "context": "#27ae60", "draft-model": "#9b59b6"}
-YIELD_EVERY_S = 0.05  # the Arena streams at most this often (every step would flood the socket)
+# The Arena streams at most this often. The browser that renders each update shares the machine's
+# cores with the model: at 20 updates a second it took ~40% of a 2-core machine's decoding speed.
+YIELD_EVERY_S = 0.25
+BASE, TASK = "base", "task"  # the model picker's values besides the session's fine-tuned models' labels
 ACTIVE_GENERATIONS: dict[str, float] = {}  # Arena runs in flight (id -> start time); tests check it drains
 NO_DRAFT_MODEL = ("No draft model: train one in the Fine-tune tab (Comparison models), or start the app "
                   "with TASC_APP_DRAFT_MODEL=DIR (from tasc train-draft).")
@@ -99,7 +102,8 @@ def offered_methods(session) -> list[Method]:
     from tasc.methods import arena_methods
 
     trained = trained_dirs(session)
-    return arena_methods(has_finetuned=bool(session is not None and session.models_of("finetuned")),
+    tuned = session is not None and len(model_choices(session)) > 1
+    return arena_methods(has_finetuned=tuned,
                          has_draft_model="draft" in trained, has_hybrid="hybrid" in trained)
 
 
@@ -117,15 +121,64 @@ def arena_method(name: str) -> Method:
     return method
 
 
-def right_model(session, method: Method, ft_model: str | None):
-    """The model that answers in the right pane: the base model, or the chosen fine-tuned one (FT methods)."""
-    if method.model != FT:
+def model_choices(session) -> list[tuple[str, str]]:
+    """(label, value) of the models the Arena can answer with: the task model once ready, the base model,
+    this session's fine-tuned models."""
+    from studio import task_model
+
+    choices = [(f"task model (fine-tuned on the corpus, {task_model.CPU_STEPS}-step LoRA)", TASK)] \
+        if session is not None and task_model.ready_path(session) else []
+    choices.append(("base model (shown examples)", BASE))
+    choices += [(m.label, m.label) for m in (session.models_of("finetuned") if session is not None else [])]
+    return choices
+
+
+def default_model(session) -> str:
+    """The task model once it is ready, else the base model."""
+    from studio import task_model
+
+    return TASK if session is not None and task_model.ready_path(session) else BASE
+
+
+def model_named(session, choice: str | None):
+    """The loaded model a picker value names (None or "": `default_model`); gr.Error listing the valid ones."""
+    from studio import task_model
+
+    choice = choice or default_model(session)
+    if choice == BASE:
         return pool().get()
+    if choice == TASK:
+        path = task_model.ready_path(session)
+        if path is None:
+            raise gr.Error("The task model is not ready yet (see the Corpus tab); the base model is.")
+        return pool().get(str(path))
     models = {m.label: m for m in session.models_of("finetuned")}
-    if not models:
-        raise gr.Error("No fine-tuned model in this session yet: train one in the Fine-tune tab.")
-    chosen = models.get(ft_model) or list(models.values())[-1]
-    return pool().get(str(chosen.path))
+    if choice not in models:
+        valid = [value for _, value in model_choices(session)]
+        raise gr.Error(f"Unknown model {choice!r}; choose one of: {', '.join(valid)}")
+    return pool().get(str(models[choice].path))
+
+
+def model_title(session, choice: str | None) -> str:
+    """How the verdict names a picker value."""
+    choice = choice or default_model(session)
+    return {TASK: "the task model (fine-tuned on this corpus)", BASE: "the base model, shown examples"}.get(choice, choice)
+
+
+def race_models(session, method: Method, choice: str | None) -> tuple[Any, Any, str]:
+    """(left model, right model, the right one's picker value): the chosen model on both sides; a
+    fine-tuned-model method (TASC-ft) races a fine-tuned model (the chosen one, else the latest) against
+    the base model's greedy."""
+    if method.model != FT:
+        choice = choice or default_model(session)
+        lm = model_named(session, choice)
+        return lm, lm, choice
+    if choice in (None, "", BASE):
+        tuned = [m.label for m in session.models_of("finetuned")]
+        choice = tuned[-1] if tuned else TASK
+        if choice == TASK and model_choices(session)[0][1] != TASK:
+            raise gr.Error("No fine-tuned model yet: wait for the task model (Corpus tab) or train one in the Fine-tune tab.")
+    return pool().get(), model_named(session, choice), choice
 
 
 def resources_for(session, method: Method, lm) -> Resources:
@@ -188,12 +241,24 @@ def verdict(lanes, method: Method) -> str:
 
 
 def arena_plots(lanes):
-    """Cumulative tokens over time, latency per pass, and tokens per pass, for both panes."""
+    """Tokens over time, latency per pass and tokens per pass of both panes, each titled with what it shows."""
     from tasc.bench.plots import acceptance_histogram, cumulative_tokens, step_latency
 
-    return (cumulative_tokens({lane.name: lane.timeline() for lane in lanes}),
-            step_latency({lane.name: lane.step_s[1:] for lane in lanes}),  # [0] is the prefill
-            acceptance_histogram({lane.name: lane.step_lengths[1:] for lane in lanes}))
+    left, right = lanes
+    ls, rs = left.stats(), right.stats()
+    if rs["seconds"] and ls["seconds"]:
+        tokens_title = (f"{right.name}: {rs['tokens']} tokens in {rs['seconds']:.2f} s; "
+                        f"{left.name}: {ls['tokens']} in {ls['seconds']:.2f} s")
+    else:
+        tokens_title = "Tokens over time"
+    per_pass = {lane.name: lane.step_s[1:] for lane in lanes}  # [0] is the prefill
+    medians = [f"{lane.name} {1000 * sorted(v)[len(v) // 2]:.0f} ms" for lane, v in zip(lanes, per_pass.values(), strict=True) if v]
+    latency_title = "A pass costs about the same with or without a draft: median " + ", ".join(medians)
+    hist_title = (f"Tokens per forward pass: {left.name} {ls['tokens_per_pass']:.1f}, "
+                  f"{right.name} {rs['tokens_per_pass']:.1f} on average")
+    return (cumulative_tokens({lane.name: lane.timeline() for lane in lanes}, tokens_title),
+            step_latency(per_pass, latency_title),
+            acceptance_histogram({lane.name: lane.step_lengths[1:] for lane in lanes}, hist_title))
 
 
 @dataclass
@@ -201,47 +266,60 @@ class Race:
     """Both panes of one Arena request, ready to run: their models and their Step streams."""
 
     method: Method
-    models: tuple[Any, Any]  # (left: the base model, right: the model `method` answers with)
+    models: tuple[Any, Any]  # (left, right): the chosen model twice, or the base model and a fine-tuned one
     streams: list[Generator[Step, None, None]]
     note: str = ""  # said under the verdict (e.g. that the corpus index is a sample)
+    model: str = ""  # which model answered, for the verdict
 
 
-def start_race(session, prompt: str, method: Method, ft_model: str | None, config: Any, shots: int) -> Race:
-    """Plain greedy on the base model (left) and `method`'s Step stream (right), both on `prompt`."""
+def start_race(session, prompt: str, method: Method, choice: str | None, config: Any, shots: int) -> Race:
+    """Plain greedy (left) and `method`'s Step stream (right) on `prompt`, with the models `race_models` picks."""
     from tasc.methods import step_stream
     from tasc.spec.decode import speculative_steps
 
-    base = pool().get()
-    right_lm = right_model(session, method, ft_model)
+    left_lm, right_lm, choice = race_models(session, method, choice)
     res = resources_for(session, method, right_lm)
     right_shots = 0 if method.engine == HYBRID else shots  # the hybrid learnt the prompt format without examples
     # Both panes reuse their model's cached prompt prefix (system turn, examples): the race stays fair.
-    left_ids, left_prefix = encode_prompt(session, base, prompt, shots)
+    left_ids, left_prefix = encode_prompt(session, left_lm, prompt, shots)
     right_ids, right_prefix = encode_prompt(session, right_lm, prompt, right_shots)
-    streams = [speculative_steps(base.model, left_ids, None, config, base.eos_token_id, left_prefix),
+    streams = [speculative_steps(left_lm.model, left_ids, None, config, left_lm.eos_token_id, left_prefix),
                step_stream(method, res, right_ids, config, right_prefix)]
-    return Race(method, (base, right_lm), streams, sample_note(res.index))
+    which = (f"Left: the base model; right: {model_title(session, choice)}." if left_lm is not right_lm
+             else f"Both panes: {model_title(session, choice)}.")
+    return Race(method, (left_lm, right_lm), streams, sample_note(res.index), which)
+
+
+def pane_html(lane, lm) -> str:
+    """A pane's answer as continuous HTML text (`studio.highlight.answer_html`)."""
+    from studio.highlight import answer_html
+
+    return answer_html(lane.token_pieces(lm.tokenizer, [lm.eos_token_id]))
 
 
 def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
-    """Stream both panes (at most every YIELD_EVERY_S), then the verdict and the plots; frees the caches at the end."""
+    """Stream both panes (at most every YIELD_EVERY_S), then the verdict and the plots; frees the caches at the end.
+
+    Background training parks while the race runs (`studio.foreground`): the race is timed alone.
+    """
     from studio.arena import Lane
     from studio.arena import race as interleave
+    from studio.foreground import FOREGROUND
 
     def panes(lanes) -> tuple[Any, ...]:
-        return tuple(x for lane, lm in zip(lanes, race.models, strict=True)
-                     for x in (lane.spans(lm.tokenizer, [lm.eos_token_id]), lane_stats(lane)))
+        return tuple(x for lane, lm in zip(lanes, race.models, strict=True) for x in (pane_html(lane, lm), lane_stats(lane)))
 
     lanes = [Lane("plain greedy"), Lane(race.method.label.split(" (")[0])]  # the method's short name
     run_id = secrets.token_hex(6)
     ACTIVE_GENERATIONS[run_id] = time.time()
     try:
-        last = 0.0
-        for _ in interleave(lanes, race.streams):  # the lanes advance in place
-            if time.perf_counter() - last >= YIELD_EVERY_S:
-                last = time.perf_counter()
-                yield *panes(lanes), "*generating…*", gr.skip(), gr.skip(), gr.skip()
-        said = verdict(lanes, race.method) + (f"\n\n{race.note}" if race.note else "")
+        with FOREGROUND.running():
+            last = 0.0
+            for _ in interleave(lanes, race.streams):  # the lanes advance in place
+                if time.perf_counter() - last >= YIELD_EVERY_S:
+                    last = time.perf_counter()
+                    yield *panes(lanes), "*generating…*", gr.skip(), gr.skip(), gr.skip()
+        said = "\n\n".join(x for x in (verdict(lanes, race.method), race.model, race.note) if x)
         yield *panes(lanes), said, *arena_plots(lanes)
     finally:
         for s in race.streams:
@@ -251,12 +329,14 @@ def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
 
 @gpu(duration=120)
 @user_errors
-def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: float, shots: float,
+def arena_run(prompt: str, method: str, model: str | None, max_new_tokens: float, shots: float,
               token: str | None, request: gr.Request):
     """Stream plain greedy (left) and the chosen method (right) on one prompt, step by step.
 
     `method` is a registry name ("tasc-spec", "tasc-context", "tasc-ft", "tasc-ft+spec", "draft-model",
-    "draft-model+tasc", "hybrid"); the picker shows their labels.
+    "draft-model+tasc", "hybrid"); the picker shows their labels. `model` is "task" (the corpus's task
+    model), "base" (the base model, shown `shots` examples) or a fine-tuned model's label; None: the task
+    model once it is ready, else the base model.
     """
     from tasc.spec.decode import DecodeConfig
 
@@ -265,22 +345,27 @@ def arena_run(prompt: str, method: str, ft_model: str | None, max_new_tokens: fl
         raise gr.Error("Type a prompt, or pick one of the held-out inputs.")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise gr.Error(f"The prompt has {len(prompt):,} characters; the Arena takes at most {MAX_PROMPT_CHARS:,}.")
-    if ft_model is not None and not isinstance(ft_model, str):
-        raise gr.Error(f"The fine-tuned model must be named by its label (text), got {type(ft_model).__name__}.")
+    if model is not None and not isinstance(model, str):
+        raise gr.Error(f"The model must be named by its label (text), got {type(model).__name__}.")
     chosen = arena_method(method)
     session = session_for(token, request)
     if chosen.needs_corpus:
         require_corpus(session)
     config = DecodeConfig(max_new_tokens=int(max_new_tokens)).check()  # its ValueError is the user's message
-    yield from run_race(start_race(session, prompt, chosen, ft_model, config, int(shots)))
+    yield from run_race(start_race(session, prompt, chosen, model, config, int(shots)))
 
 
-def refresh_arena(token: str | None, request: gr.Request):
+def model_update(session, current: str | None = None) -> Any:
+    """The model picker as this session's models allow, keeping `current` while it is still offered."""
+    choices = model_choices(session)
+    value = current if current in [v for _, v in choices] else default_model(session)
+    return gr.update(choices=choices, value=value)
+
+
+def refresh_arena(current_model: str | None, token: str | None, request: gr.Request):
     """Arena selectors as this session's models allow (on entering the tab)."""
     session = existing_session(token, request)
-    models = [m.label for m in session.models_of("finetuned")] if session else []
-    return (gr.update(choices=method_choices(session)),
-            gr.update(choices=models, value=models[-1] if models else None, visible=bool(models)))
+    return gr.update(choices=method_choices(session)), model_update(session, current_model)
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,12 +383,12 @@ def bench_table(report: dict[str, Any]):
     return pd.DataFrame(rows)
 
 
-def bench_model(session, shots: int):
-    """The base model, its prompt format showing `shots` training examples first (as `tasc bench --shots`)."""
-    base = pool().get()
-    if shots and session.train.inputs is not None:
-        return dataclasses.replace(base, prompt_format=base.prompt_format.with_shots(session.train.pairs()[:shots]))
-    return base
+def bench_model(session, choice: str | None, shots: int):
+    """The Arena's model (`model_named`); the base model's prompt format shows `shots` training examples first
+    (as `tasc bench --shots`)."""
+    lm = model_named(session, choice)
+    fmt = prompt_format(session, lm, shots)
+    return lm if fmt is lm.prompt_format else dataclasses.replace(lm, prompt_format=fmt)
 
 
 def bench_config(max_new_tokens: int) -> Any:
@@ -316,13 +401,15 @@ def bench_config(max_new_tokens: int) -> Any:
 
 @gpu(duration=300)
 @user_errors
-def run_benchmark(n_prompts: float, max_new_tokens: float, shots: float, token: str | None,
+def run_benchmark(n_prompts: float, max_new_tokens: float, shots: float, model: str | None, token: str | None,
                   request: gr.Request, progress=gr.Progress()):  # noqa: B008  (Gradio injects it)
     """Benchmark greedy, prompt lookup and TASC-spec on held-out prompts (tasc.bench.bench) with a progress bar.
 
-    TASC-spec drafts from the training rows' outputs and, by their inputs, from the rows most like each
-    prompt: the same drafter as the Arena's and `tasc bench`'s.
+    It runs on the Arena's model (`model`: see `arena_run`). TASC-spec drafts from the training rows'
+    outputs and, by their inputs, from the rows most like each prompt: the same drafter as the Arena's and
+    `tasc bench`'s. Background training pauses while it runs.
     """
+    from studio.foreground import in_foreground
     from studio.jobs import start_job
     from tasc.bench.bench import run_bench
     from tasc.bench.plots import speedup_bars
@@ -334,10 +421,11 @@ def run_benchmark(n_prompts: float, max_new_tokens: float, shots: float, token: 
         raise gr.Error("This corpus has no held-out inputs to benchmark on (it needs an input column).")
     config = bench_config(int(max_new_tokens))
     train = session.train
-    rows = corpus_index_for(session, pool().get()).rows  # the bench's index gets the Arena's budget and sample
+    rows = corpus_index_for(session, model_named(session, model)).rows  # the Arena's budget and sample
     if rows is not None:
         train = train.subset(rows)
-    job = start_job("bench", run_bench, bench_model(session, int(shots)), prompts, train.outputs, config,
+    lm = bench_model(session, model, int(shots))
+    job = start_job("bench", in_foreground(run_bench), lm, prompts, train.outputs, config,
                     corpus_inputs=train.inputs, slot="bench")
     session.jobs["bench"] = job
 
@@ -365,12 +453,13 @@ class ArenaTab:
     prompt: gr.Textbox
     heldout: gr.Dropdown
     method: gr.Dropdown
-    ft_model: gr.Dropdown
+    model: gr.Dropdown
     max_new: gr.Slider
     shots: gr.Slider
     run_btn: gr.Button
     stop_btn: gr.Button
     outputs: list[Any]  # left, left stats, right, right stats, verdict, three plots: what `arena_run` yields
+    boundaries: gr.Checkbox
     bench_n: gr.Slider
     bench_btn: gr.Button
     bench_stop: gr.Button
@@ -389,31 +478,36 @@ def _request_rows() -> tuple[gr.Textbox, gr.Dropdown, gr.Dropdown, gr.Dropdown, 
     with gr.Row():
         method = gr.Dropdown(method_choices(None), value=DEFAULT_METHOD, label="Right pane", scale=2,
                              allow_custom_value=True)  # API clients may name any method; the handler checks
-        ft_model = gr.Dropdown([], label="Fine-tuned model", visible=False, scale=2, allow_custom_value=True)
-        max_new = gr.Slider(8, MAX_NEW_TOKENS, value=96, step=8, label="Max new tokens", scale=1)
+        model = gr.Dropdown(model_choices(None), value=BASE, label="Model (both panes)", scale=2,
+                            allow_custom_value=True, elem_id="arena-model")
+        max_new = gr.Slider(8, MAX_NEW_TOKENS, value=96, step=8, label="Max new tokens", scale=1, elem_id="arena-max-new")
         shots = gr.Slider(0, 4, value=2, step=1, label="Examples in the prompt", scale=1,
                           info="task examples shown to the base model first")
     with gr.Row():
         run_btn = gr.Button("Run", variant="primary")
         stop_btn = gr.Button("Stop", variant="stop")
-    return prompt, heldout, method, ft_model, max_new, shots, run_btn, stop_btn
+    return prompt, heldout, method, model, max_new, shots, run_btn, stop_btn
 
 
-def _race_outputs() -> list[Any]:
-    """The two panes with their figures, the verdict and the three plots."""
-    panes: list[gr.HighlightedText | gr.Markdown] = []
-    with gr.Row(equal_height=True):
-        for side, label in (("left", "plain greedy"), ("right", "right pane: the chosen method")):
+def _race_outputs() -> tuple[list[Any], gr.Checkbox]:
+    """The two panes with their figures, the verdict and the three plots; the token-boundaries switch."""
+    from studio.highlight import PANES_ID
+
+    panes: list[gr.HTML | gr.Markdown] = []
+    with gr.Row(equal_height=True, elem_id=PANES_ID):
+        for side, label in (("left", "**Plain greedy** — one token per forward pass"),
+                            ("right", "**The chosen method** — drafts verified in one pass")):
             with gr.Column():
-                panes.append(gr.HighlightedText(label=label, color_map=dict(SOURCE_COLOURS), show_legend=True,
-                                                combine_adjacent=True, elem_id=f"pane-{side}"))
+                gr.Markdown(label)
+                panes.append(gr.HTML("", elem_id=f"pane-{side}", js_on_load=None, min_height=80))
                 panes.append(gr.Markdown(elem_id=f"stats-{side}"))
+    boundaries = gr.Checkbox(False, label="Show token boundaries", elem_id="show-tokens", container=False)
     verdict_md = gr.Markdown(elem_id="verdict")
     with gr.Row():
         plots = [gr.Plot(label="Tokens over time", elem_id="plot-tokens"),
-                 gr.Plot(label="Latency per forward pass", elem_id="plot-latency"),
-                 gr.Plot(label="Tokens per forward pass", elem_id="plot-hist")]
-    return [*panes, verdict_md, *plots]
+                 gr.Plot(label="Latency per forward pass", elem_id="plot-latency")]
+    plots.append(gr.Plot(label="Tokens per forward pass", elem_id="plot-hist"))
+    return [*panes, verdict_md, *plots], boundaries
 
 
 def _benchmark() -> tuple[gr.Slider, gr.Button, gr.Button, list[Any]]:
@@ -435,19 +529,24 @@ def build() -> ArenaTab:
     with gr.Tab("Arena") as tab:
         gr.Markdown(ARENA_HELP)
         request = _request_rows()
-        outputs = _race_outputs()
+        outputs, boundaries = _race_outputs()
         bench = _benchmark()
-    return ArenaTab(tab, *request, outputs, *bench)
+    return ArenaTab(tab, *request, outputs, boundaries, *bench)
 
 
 def wire(ui: ArenaTab, token: gr.State) -> None:
     """The Arena tab's listeners: Run/Stop, the benchmark's Run/Stop, the method picker refreshed on entry."""
+    from studio.highlight import PANES_ID
+
     arena_event = ui.run_btn.click(
-        arena_run, [ui.prompt, ui.method, ui.ft_model, ui.max_new, ui.shots, token], ui.outputs,
+        arena_run, [ui.prompt, ui.method, ui.model, ui.max_new, ui.shots, token], ui.outputs,
         api_name="arena", concurrency_id="generate", concurrency_limit=generation_limit())
     ui.stop_btn.click(None, None, None, cancels=[arena_event], api_visibility="private")
-    ui.tab.select(refresh_arena, [token], [ui.method, ui.ft_model], api_visibility="private")
+    ui.tab.select(refresh_arena, [ui.model, token], [ui.method, ui.model], api_visibility="private")
+    # drawn by the page alone (studio.highlight.ANSWER_CSS): no request, nothing re-rendered
+    ui.boundaries.change(None, [ui.boundaries], None, api_visibility="private",
+                         js=f"(on) => {{ document.getElementById('{PANES_ID}')?.classList.toggle('show-tokens', on); }}")
     bench_event = ui.bench_btn.click(
-        run_benchmark, [ui.bench_n, ui.max_new, ui.shots, token], ui.bench_outputs,
+        run_benchmark, [ui.bench_n, ui.max_new, ui.shots, ui.model, token], ui.bench_outputs,
         api_name="benchmark", concurrency_id="bench", concurrency_limit=1)
     ui.bench_stop.click(None, None, None, cancels=[bench_event], api_visibility="private")

@@ -17,7 +17,19 @@ from typing import Any
 
 import gradio as gr
 
-from studio.app_state import ASSETS, MAX_UPLOAD_BYTES, app_cache_dir, heldout_inputs, model_label, pool, session_for, user_errors
+from studio import task_model
+from studio.app_state import (
+    ASSETS,
+    MAX_UPLOAD_BYTES,
+    app_cache_dir,
+    existing_session,
+    heldout_inputs,
+    model_label,
+    pool,
+    require_corpus,
+    session_for,
+    user_errors,
+)
 
 CORPUS_HELP = """\
 **1. Choose the task.** A corpus is a file of the task's answers (`output`), ideally with the request each
@@ -197,6 +209,7 @@ def install_corpus(session, corpus) -> tuple[Any, ...]:
     summary, preview = corpus_summary(views), corpus_preview(views)
     export = export_corpus_csv(session, corpus)
     session.set_corpus(corpus, train, held)
+    task_model.ensure(session)  # a model that does this task, trained in the background (shared, cached)
     return (session.token, summary, preview, gr.update(value=str(export), visible=True),
             gr.update(choices=choices, value=first if choices else None), first)
 
@@ -252,6 +265,47 @@ def pick_heldout(value: str | None) -> str:
     return value or ""
 
 
+TASK_POLL_S = 2.0  # how often an open page asks how the task model is doing, while it trains
+
+
+def task_model_tick(current_model: str | None, token: str | None, request: gr.Request):
+    """The task model's status line; when it has just become ready, the Arena's model picker switches to it;
+    the poll stops once nothing is left to watch."""
+    from studio.foreground import FOREGROUND
+    from studio.tab_arena import TASK, model_update
+
+    session = existing_session(token, request)
+    if session is None:
+        return "", gr.skip(), gr.Timer(active=False)
+    tm = task_model.of(session)
+    picker = gr.skip()
+    if tm is not None and tm.ready and not session.task_model_shown:
+        session.task_model_shown = True
+        picker = model_update(session, TASK)
+    live = tm is not None and not tm.ready and tm.job is not None and not tm.job.finished
+    return task_model.status(session, FOREGROUND.busy), picker, gr.Timer(active=live)
+
+
+@user_errors
+def task_model_train(current_model: str | None, token: str | None, request: gr.Request):
+    """(Re)start the task model of this session's corpus (a stopped run continues from its checkpoint)."""
+    session = session_for(token, request)
+    require_corpus(session)
+    if session.train.inputs is None:
+        raise gr.Error("A task model needs input → output pairs; this corpus has outputs only.")
+    task_model.ensure(session, restart=True)
+    return task_model_tick(current_model, token, request)
+
+
+@user_errors
+def task_model_stop(token: str | None, request: gr.Request) -> str:
+    """Stop this session's task-model run (its checkpoint is saved)."""
+    session = existing_session(token, request)
+    if session is None or not task_model.stop(session):
+        return "No task model is training."
+    return "■ Stopping the task model after its current step (a checkpoint is saved)…"
+
+
 # --------------------------------------------------------------------------------------------
 # Layout and listeners
 # --------------------------------------------------------------------------------------------
@@ -268,6 +322,10 @@ class CorpusTab:
     summary: gr.Markdown
     preview: gr.Dataframe
     export: gr.DownloadButton
+    task_status: gr.Markdown
+    task_train: gr.Button
+    task_stop: gr.Button
+    task_timer: gr.Timer
 
 
 def _example_picker() -> tuple[gr.Dropdown, gr.Button]:
@@ -302,16 +360,34 @@ def build() -> CorpusTab:
         preview = gr.Dataframe(label="Preview (first rows)", interactive=False, wrap=True, max_height=360,
                                column_widths=["50%", "50%"])
         export = gr.DownloadButton("Download as CSV", visible=False, size="sm")
-    return CorpusTab(example, example_btn, upload, out_col, in_col, upload_btn, summary, preview, export)
+        with gr.Row(equal_height=True):
+            task_status = gr.Markdown(elem_id="task-model-status")
+            task_train = gr.Button("Train task model", size="sm", scale=0, min_width=160)
+            task_stop = gr.Button("Stop", size="sm", variant="stop", scale=0, min_width=80)
+        task_timer = gr.Timer(TASK_POLL_S, active=False)
+    return CorpusTab(example, example_btn, upload, out_col, in_col, upload_btn, summary, preview, export,
+                     task_status, task_train, task_stop, task_timer)
 
 
-def wire(demo: gr.Blocks, ui: CorpusTab, token: gr.State, heldout: gr.Dropdown, prompt: gr.Textbox) -> Any:
-    """The Corpus tab's listeners; a corpus fills the Arena's held-out picker and prompt. Returns the page-load
-    event (the default example is loaded when the page opens), for others to chain on."""
+def wire(demo: gr.Blocks, ui: CorpusTab, token: gr.State, heldout: gr.Dropdown, prompt: gr.Textbox,
+         arena_model: gr.Dropdown) -> Any:
+    """The Corpus tab's listeners; a corpus fills the Arena's held-out picker and prompt, and its task model,
+    once ready, the Arena's model picker. Returns the page-load event (the default example is loaded when the
+    page opens), for others to chain on."""
     outputs = [token, ui.summary, ui.preview, ui.export, heldout, prompt]
-    ui.example_btn.click(use_example, [ui.example, token], outputs, api_name="use_example")
+    watch = (task_model_tick, [arena_model, token], [ui.task_status, arena_model, ui.task_timer])
+    ui.example_btn.click(use_example, [ui.example, token], outputs, api_name="use_example").then(
+        *watch, api_visibility="private")
     ui.upload.upload(inspect_upload, [ui.upload], [ui.out_col, ui.in_col], api_visibility="private").success(
-        load_upload, [ui.upload, ui.out_col, ui.in_col, token], outputs, api_visibility="private")
-    ui.upload_btn.click(load_upload, [ui.upload, ui.out_col, ui.in_col, token], outputs, api_name="load_corpus")
+        load_upload, [ui.upload, ui.out_col, ui.in_col, token], outputs, api_visibility="private").then(
+        *watch, api_visibility="private")
+    ui.upload_btn.click(load_upload, [ui.upload, ui.out_col, ui.in_col, token], outputs, api_name="load_corpus").then(
+        *watch, api_visibility="private")
     heldout.change(pick_heldout, heldout, prompt, api_visibility="private")
-    return demo.load(use_example, [ui.example, token], outputs, api_visibility="private")
+    ui.task_timer.tick(*watch, api_visibility="private", concurrency_limit=None)  # cheap: reads job state only
+    ui.task_train.click(task_model_train, [arena_model, token], [ui.task_status, arena_model, ui.task_timer],
+                        api_name="task_model_train")
+    ui.task_stop.click(task_model_stop, [token], [ui.task_status], api_name="task_model_stop")
+    loaded = demo.load(use_example, [ui.example, token], outputs, api_visibility="private")
+    loaded.then(*watch, api_visibility="private")
+    return loaded

@@ -30,8 +30,9 @@ from studio.app_state import (
     user_errors,
 )
 from studio.compare_training import TRAIN_DRAFT, TRAIN_HYBRID, TRAIN_HYBRID_BLOCKS
+from studio.foreground import pausable
 from studio.sessions import FinetuneRequest
-from studio.tab_arena import method_choices
+from studio.tab_arena import method_choices, model_update
 
 FINETUNE_HELP = """\
 **3. Teach the model the task (optional).** A short fine-tune on the corpus's input → output pairs.
@@ -145,10 +146,9 @@ def _finetuned(session, job) -> tuple[Any, ...]:
     label = f"fine-tuned #{n} ({'LoRA' if lora else 'full'}, {r['steps']} steps, loss {r['final_loss']})"
     with session.lock:
         session.models[label] = SessionModel(label, Path(r["out_dir"]), "finetuned", r)
-    models = [m.label for m in session.models_of("finetuned")]
     return (f"✓ Done: {r['steps']} steps in {fmt_s(r['wall_s'])} on {r['device']}, final loss {r['final_loss']}. "
             f"Pick **{label}** in the Arena.", loss_frame(job), gr.update(visible=False), models_md(session),
-            gr.update(choices=models, value=label, visible=True), gr.update(choices=method_choices(session)))
+            model_update(session, label), gr.update(choices=method_choices(session)))
 
 
 def finetune_stream(session, job, progress) -> Iterator[tuple[Any, ...]]:
@@ -203,7 +203,7 @@ def finetune_start(base_model: str, method: str, steps: float, learning_rate: fl
         raise gr.Error("A fine-tune of this session is already running; stop it first.")
     info = _finetune_request(session, base_model, method, int(steps), float(learning_rate) if learning_rate else None)
     session.finetune_request = info
-    job = start_job("finetune", finetune, info.model, session.train, info.out_dir, info.config, slot="finetune")
+    job = start_job("finetune", pausable(finetune), info.model, session.train, info.out_dir, info.config, slot="finetune")
     session.jobs["finetune"] = job
     yield from finetune_stream(session, job, progress)
 
@@ -225,7 +225,7 @@ def finetune_resume(token: str | None, request: gr.Request, progress=gr.Progress
         last.wait()
     if last.status != CANCELLED:
         raise gr.Error(f"Nothing to resume: the last fine-tune {last.status}.")
-    job = start_job("finetune", finetune, info.model, session.train, info.out_dir, info.config,
+    job = start_job("finetune", pausable(finetune), info.model, session.train, info.out_dir, info.config,
                     resume=True, slot="finetune")
     session.jobs["finetune"] = job
     yield from finetune_stream(session, job, progress)
@@ -300,7 +300,7 @@ def compare_train(kind: str, steps: float, token: str | None, request: gr.Reques
     session = session_for(token, request)
     require_corpus(session)
     run = compare_training.plan(session, kind, int(steps), pool().get().model.config.num_hidden_layers)
-    job = start_job("compare", run.train, app_model(), session.train, run.out_dir, run.config, resume=run.resume,
+    job = start_job("compare", pausable(run.train), app_model(), session.train, run.out_dir, run.config, resume=run.resume,
                     slot="finetune")
     session.jobs["compare"] = job
 
@@ -395,11 +395,11 @@ def build() -> FinetuneTab:
     return FinetuneTab(device, base, method, steps, lr, start, stop, resume, status, loss, models, *comparison)
 
 
-def wire(ui: FinetuneTab, token: gr.State, ft_model: gr.Dropdown, method: gr.Dropdown, loaded: Any) -> None:
-    """The Fine-tune tab's listeners; new models are offered in the Arena (`ft_model`, its `method` picker).
+def wire(ui: FinetuneTab, token: gr.State, arena_model: gr.Dropdown, method: gr.Dropdown, loaded: Any) -> None:
+    """The Fine-tune tab's listeners; new models are offered in the Arena (`arena_model`, its `method` picker).
     `loaded` is the page-load event: the device note follows it."""
     loaded.then(device_note, None, ui.device, api_visibility="private")
-    outputs = [ui.status, ui.loss, ui.resume, ui.models, ft_model, method]
+    outputs = [ui.status, ui.loss, ui.resume, ui.models, arena_model, method]
     ft_event = ui.start.click(finetune_start, [ui.base, ui.method, ui.steps, ui.lr, token], outputs,
                               api_name="finetune", concurrency_id="finetune", concurrency_limit=1)
     resume_event = ui.resume.click(finetune_resume, [token], outputs, api_name="finetune_resume",

@@ -166,6 +166,17 @@ def vocab_mine(budget: float, rounds: float, token: str | None, request: gr.Requ
                              "mining")
 
 
+def vocab_preview(budget: float, rounds: float, token: str | None, request: gr.Request,
+                  progress=gr.Progress()):  # noqa: B008  (Gradio injects it)
+    """On opening the tab: mine the corpus (as `vocab_mine`) unless this corpus was mined or is being mined."""
+    session = existing_session(token, request)
+    mining = session.jobs.get("mine") if session is not None else None
+    if session is None or session.corpus is None or session.mining is not None or (mining is not None and not mining.finished):
+        yield (gr.skip(),) * 9  # the outputs of `vocab_mine`
+        return
+    yield from vocab_mine(budget, rounds, token, request, progress)
+
+
 def rounds_from_events(job) -> list[dict[str, Any]]:
     """Per-round figures carried by an enrichment job's progress events."""
     rows: dict[int, dict[str, Any]] = {}
@@ -226,6 +237,7 @@ def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Re
 class VocabTab:
     """The Vocabulary tab's components."""
 
+    tab: gr.Tab
     budget: gr.Slider
     rounds: gr.Slider
     mine_btn: gr.Button
@@ -249,7 +261,7 @@ def _token_pane(label: str, elem_id: str) -> gr.HighlightedText:
 
 def build() -> VocabTab:
     """The Vocabulary tab (inside the app's Blocks)."""
-    with gr.Tab("Vocabulary"):
+    with gr.Tab("Vocabulary") as tab:
         gr.Markdown(VOCAB_HELP)
         with gr.Row():
             budget = gr.Slider(10, 500, value=100, step=10, label="Budget: new tokens",
@@ -271,18 +283,21 @@ def build() -> VocabTab:
             tok_before = _token_pane("base tokenizer", "tok-before")
             tok_after = _token_pane("with the mined strings", "tok-after")
         tok_counts = gr.Markdown(elem_id="tok-counts")
-    return VocabTab(budget, rounds, mine_btn, enrich_btn, stop, status, bars, rounds_plot, table, tok_text,
+    return VocabTab(tab, budget, rounds, mine_btn, enrich_btn, stop, status, bars, rounds_plot, table, tok_text,
                     tok_before, tok_after, tok_counts)
 
 
 def wire(ui: VocabTab, token: gr.State, ft_base: gr.Dropdown) -> None:
     """The Vocabulary tab's listeners; an enriched model becomes the Fine-tune tab's starting model."""
     tokenised = [ui.tok_before, ui.tok_after, ui.tok_counts]
-    mine_event = ui.mine_btn.click(vocab_mine, [ui.budget, ui.rounds, token],
-                                   [token, ui.table, ui.bars, ui.rounds_plot, ui.status, ui.tok_text, *tokenised],
+    mined = [token, ui.table, ui.bars, ui.rounds_plot, ui.status, ui.tok_text, *tokenised]
+    mine_event = ui.mine_btn.click(vocab_mine, [ui.budget, ui.rounds, token], mined,
                                    api_name="mine", concurrency_id="mine", concurrency_limit=1)
+    # the strings are shown when the tab first opens, without a click (a small corpus mines in seconds)
+    preview_event = ui.tab.select(vocab_preview, [ui.budget, ui.rounds, token], mined, api_visibility="private",
+                                  concurrency_id="mine", concurrency_limit=1)
     ui.tok_text.submit(vocab_tokenise, [ui.tok_text, token], tokenised, api_name="tokenise")
     ui.tok_text.blur(vocab_tokenise, [ui.tok_text, token], tokenised, api_visibility="private")
     enrich_event = ui.enrich_btn.click(vocab_enrich, [ui.budget, ui.rounds, token], [ui.status, ui.rounds_plot, ft_base],
                                        api_name="enrich", concurrency_id="enrich", concurrency_limit=1)
-    ui.stop.click(None, None, None, cancels=[mine_event, enrich_event], api_visibility="private")
+    ui.stop.click(None, None, None, cancels=[mine_event, preview_event, enrich_event], api_visibility="private")

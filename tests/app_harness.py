@@ -36,7 +36,9 @@ def running_app(model_dir: Path, workdir: Path, **env: str) -> Iterator[RunningA
 
     cache, gradio_tmp = workdir / "app_cache", workdir / "gradio_tmp"
     settings = {"TASC_APP_MODEL": str(model_dir), "TASC_APP_CACHE": str(cache), "GRADIO_TEMP_DIR": str(gradio_tmp),
-                "GRADIO_ANALYTICS_ENABLED": "False", **env}
+                "GRADIO_ANALYTICS_ENABLED": "False",
+                "TASC_APP_TASK_MODEL": "off",  # tests that want the background task model turn it on
+                **env}
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     app.store.cache_clear()
@@ -51,6 +53,9 @@ def running_app(model_dir: Path, workdir: Path, **env: str) -> Iterator[RunningA
         with contextlib.suppress(Exception):
             demo.close()
         app.store().close()  # cancel jobs still running (a failed test may leave one) before the next app
+        from studio import task_model
+
+        task_model.stop_all()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

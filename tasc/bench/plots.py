@@ -29,38 +29,54 @@ def speedup_bars(report: dict[str, Any]):
     return fig
 
 
-def acceptance_histogram(step_lengths: dict[str, Sequence[int]]):
-    """Histogram of tokens emitted per forward pass, one trace per method."""
-    import plotly.graph_objects as go
+def acceptance_histogram(step_lengths: dict[str, Sequence[int]], title: str = "Tokens per forward pass"):
+    """Tokens emitted per forward pass as one small panel per method, in % of that method's passes.
 
-    fig = go.Figure()
-    for name, lengths in step_lengths.items():
+    Shares, not counts, and a panel each: 96 one-token greedy passes beside 14 long speculative
+    ones would leave the speculative bars invisible on a shared axis.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = list(step_lengths)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names, shared_yaxes=True)
+    for i, name in enumerate(names, start=1):
+        lengths = step_lengths[name]
         counts = Counter(lengths)
         xs = sorted(counts)
-        fig.add_trace(go.Bar(x=xs, y=[counts[x] for x in xs], name=name, opacity=0.75))
-    fig.update_layout(barmode="group", title="Tokens per forward pass", xaxis_title="tokens emitted in one pass", yaxis_title="passes", template="plotly_white")
+        mean = sum(lengths) / len(lengths) if lengths else 0.0
+        fig.add_trace(go.Bar(x=xs, y=[100 * counts[x] / len(lengths) for x in xs], name=name, showlegend=False,
+                             hovertemplate="%{x} tokens in one pass: %{y:.0f}% of passes<extra></extra>"),
+                      row=1, col=i)
+        fig.add_vline(x=mean, line_dash="dot", line_color="#555", row=1, col=i,
+                      annotation_text=f"mean {mean:.1f}", annotation_position="top right")
+        fig.update_xaxes(title_text="tokens in one pass", row=1, col=i)
+    fig.update_yaxes(title_text="% of passes", row=1, col=1)
+    fig.update_layout(title=title, template="plotly_white", bargap=0.15)
     return fig
 
 
-def cumulative_tokens(timelines: dict[str, Sequence[tuple[float, int]]]):
+def cumulative_tokens(timelines: dict[str, Sequence[tuple[float, int]]], title: str = "Tokens over time"):
     """Cumulative tokens against time, one line per method: (elapsed_s, tokens so far) points."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for name, points in timelines.items():
         fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=name, line_shape="hv"))
-    fig.update_layout(title="Tokens over time", xaxis_title="seconds", yaxis_title="tokens", template="plotly_white")
+    fig.update_layout(title=title, xaxis_title="seconds of compute", yaxis_title="tokens written", template="plotly_white",
+                      legend={"orientation": "h", "y": -0.25})
     return fig
 
 
-def step_latency(latencies: dict[str, Sequence[float]]):
+def step_latency(latencies: dict[str, Sequence[float]], title: str = "Latency per forward pass"):
     """Per-step forward latency in milliseconds, one line per method."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for name, values in latencies.items():
-        fig.add_trace(go.Scatter(y=[v * 1000 for v in values], mode="lines+markers", name=name))
-    fig.update_layout(title="Latency per forward pass", xaxis_title="step", yaxis_title="ms", template="plotly_white")
+        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=[v * 1000 for v in values], mode="lines+markers", name=name))
+    fig.update_layout(title=title, xaxis_title="forward pass", yaxis_title="ms", template="plotly_white",
+                      legend={"orientation": "h", "y": -0.25})
     return fig
 
 

@@ -100,9 +100,8 @@ def test_corpus_tab_loads_the_example_then_an_upload(page, artefacts, tmp_path):
     shoot(page, artefacts, "corpus")
 
 
-def test_vocabulary_tab_mines_and_enriches(page, artefacts):
-    open_tab(page, "Vocabulary")
-    page.get_by_role("button", name="Mine the corpus").click()
+def test_vocabulary_tab_mines_on_opening_and_enriches(page, artefacts):
+    open_tab(page, "Vocabulary")  # no click: the strings are mined when the tab first opens
     page.locator("#vocab-status").get_by_text("Mined").wait_for()
     page.locator("#vocab-bars .js-plotly-plot").wait_for()
     page.locator("#vocab-rounds .js-plotly-plot").wait_for()
@@ -133,15 +132,47 @@ def test_finetune_tab_starts_and_cancels_a_job(page, artefacts, monkeypatch):
     shoot(page, artefacts, "finetune")
 
 
-def test_arena_highlights_accepted_tokens_and_draws_plots(page, artefacts):
+def greedy_answer(model_dir: Path, prompt: str, max_new_tokens: int) -> str:
+    """Plain greedy's answer as the Arena asks for it (the example corpus's train rows as 2 examples), decoded
+    here independently of the app's display code."""
+    import types
+
+    from studio.tab_arena import encode_prompt
+    from studio.tab_corpus import DEFAULT_EXAMPLE, split_corpus
+    from tasc.core.corpus import load_example
+    from tasc.core.models import load_model
+    from tasc.spec.decode import DecodeConfig, generate
+
+    lm = load_model(str(model_dir))
+    train, _ = split_corpus(load_example(DEFAULT_EXAMPLE))
+    ids, _ = encode_prompt(types.SimpleNamespace(train=train), lm, prompt, 2)
+    out = generate(lm.model, ids, None, DecodeConfig(max_new_tokens=max_new_tokens), eos_token_id=lm.eos_token_id)
+    return lm.tokenizer.decode([t for t in out.tokens if t != lm.eos_token_id], skip_special_tokens=True)
+
+
+def test_arena_shows_the_answer_as_one_continuous_text_with_highlights_and_readable_plots(page, artefacts, model_dir):
     open_tab(page, "Arena")
     page.get_by_role("button", name="Run", exact=True).click()
     page.locator("#verdict").get_by_text("identical output").wait_for()
-    highlighted = page.locator("#pane-right .highlighted")
-    assert highlighted.count() > 0, "no accepted draft token is highlighted"
-    assert page.locator("#pane-left .highlighted").count() == 0  # plain greedy never drafts
+    assert page.locator("#pane-right .tk.d").count() > 0, "no accepted draft token is highlighted"
+    assert page.locator("#pane-left .tk.d").count() == 0  # plain greedy never drafts...
+    assert page.locator("#pane-left .tasc-legend").inner_text().strip() == ""  # ...so it has no legend
+    assert "accepted draft tokens" in page.locator("#pane-right .tasc-legend").inner_text()
+    # what a person reads is exactly the decoded answer: no gaps, no labels inside the text
+    shown = page.locator("#pane-left .tasc-answer").inner_text()
+    asked = page.get_by_role("textbox", name="Prompt").input_value()
+    max_new = int(page.locator("#arena-max-new input[type=number]").input_value())
+    assert shown == greedy_answer(model_dir, asked, max_new)
+    assert page.locator("#pane-right .tasc-answer").inner_text() == shown
+    # token boundaries appear on demand, drawn without moving the text
+    box = page.locator("#pane-right .tasc-answer").bounding_box()
+    page.locator("#show-tokens input").check()
+    page.wait_for_function("() => document.getElementById('arena-panes').classList.contains('show-tokens')")
+    assert page.locator("#pane-right .tasc-answer").bounding_box() == box
+    page.locator("#show-tokens input").uncheck()
     for plot in ("#plot-tokens", "#plot-latency", "#plot-hist"):
         page.locator(f"{plot} .js-plotly-plot").wait_for()
+    assert len(page.locator("#plot-hist .js-plotly-plot .barlayer .trace").all()) == 2  # a panel per pane
     assert "tokens per pass" in page.locator("#stats-right").inner_text()
     shoot(page, artefacts, "arena")
     assert not page.errors, page.errors

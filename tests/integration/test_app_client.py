@@ -14,6 +14,7 @@ import app
 from studio import compare_training, tab_arena, tab_corpus
 from tasc.methods import DEFAULT_BENCH_METHODS
 from tests.app_harness import running_app, slow_training
+from tests.panes import pane_sources, pane_text
 
 # The Arena's methods by registry name (`tasc.methods`): the API takes names, the picker shows labels.
 SPEC, LOOKUP, FT, FT_SPEC = "tasc-spec", "tasc-context", "tasc-ft", "tasc-ft+spec"
@@ -38,9 +39,9 @@ def value(output):
     return output["value"] if isinstance(output, dict) and output.get("__type__") == "update" else output
 
 
-def arena(client, prompt, method=SPEC, max_new=32, shots=2, ft_model=None):
+def arena(client, prompt, method=SPEC, max_new=32, shots=2, model=None):
     """Run the Arena to the end; return (all streamed outputs, final outputs)."""
-    job = client.submit(prompt, method, ft_model, max_new, shots, api_name="/arena")
+    job = client.submit(prompt, method, model, max_new, shots, api_name="/arena")
     updates = list(job)
     return updates, job.result()
 
@@ -88,13 +89,12 @@ def test_arena_streams_both_panes_and_shows_identical_output(client):
     updates, final = arena(client, prompt, max_new=48)
     left, left_stats, right, right_stats, verdict, plot_tokens, plot_latency, plot_hist = final
     assert len(updates) >= 2  # streamed, not one answer at the end
-    left_text = "".join(s["token"] for s in left)
-    right_text = "".join(s["token"] for s in right)
+    left_text, right_text = pane_text(left), pane_text(right)
     assert left_text == right_text and left_text
     assert "identical output ✓" in verdict
-    labels = {s["class_or_confidence"] for s in right}
+    labels = pane_sources(right)
     assert labels & {"corpus", "context"}, "no accepted draft token was highlighted"
-    assert {s["class_or_confidence"] for s in left} == {None}  # plain greedy never drafts
+    assert pane_sources(left) == {None}  # plain greedy never drafts
     assert "48 tokens" in left_stats and "tokens/s" in right_stats and "forward passes" in right_stats
     for plot in (plot_tokens, plot_latency, plot_hist):
         fig = json.loads(plot["plot"])
@@ -105,7 +105,7 @@ def test_arena_prompt_lookup_method_and_typed_prompt(client):
     client.predict("weather_reports.jsonl", api_name="/use_example")
     _, final = arena(client, "city[Oslo], condition[snow], high[2], low[-4]", method=LOOKUP, max_new=24)
     assert "identical output ✓" in final[4]
-    assert "corpus" not in {s["class_or_confidence"] for s in final[2]}  # prompt lookup never drafts from the corpus
+    assert "corpus" not in pane_sources(final[2])  # prompt lookup never drafts from the corpus
 
 
 @pytest.mark.parametrize("prompt, method, message", [
@@ -174,7 +174,7 @@ def test_finetune_lists_the_model_and_the_arena_races_it(served, tiny_model_dir)
     label = value(ft_model)
     assert label.startswith("fine-tuned #1")
     assert FT_SPEC in [c[1] for c in methods["choices"]]  # (label, name)
-    _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", FT_SPEC, 24, 0, ft_model=label)
+    _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", FT_SPEC, 24, 0, model=label)
     assert "fine-tuned" in final[4] and "tokens/s" in final[3]
     (model,) = [m for s in app.store()._sessions.values() for m in s.models.values()]
     assert (model.path / "model.safetensors").is_file() and (model.path / "tasc.json").is_file()
@@ -228,7 +228,7 @@ def test_vocabulary_mine_tokenise_enrich_then_finetune_the_enriched_model(served
     assert status.startswith("✓ Done: 2 steps")
     (ft,) = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "finetuned"
              and "enriched" in json.loads((m.path / "tasc.json").read_text())]
-    _, final = arena(c, "Hi, my Volt USB-C hub is broken, order A1234567.", FT_SPEC, 16, 0, ft_model=ft.label)
+    _, final = arena(c, "Hi, my Volt USB-C hub is broken, order A1234567.", FT_SPEC, 16, 0, model=ft.label)
     assert "tokens/s" in final[3]
 
 
@@ -270,7 +270,7 @@ def test_arena_offers_and_runs_draft_model_and_hybrid_modes_when_given(served, t
         _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", method, 24)
         assert "identical output ✓" in final[4], method
         if method == DRAFT:  # the draft model is the target itself here: every draft is accepted
-            assert "draft-model" in {s["class_or_confidence"] for s in final[2]}
+            assert "draft-model" in pane_sources(final[2])
     _, final = arena(c, "city[Oslo], condition[snow], high[2], low[-4]", HYBRID, 24)
     assert "hybrid" in final[4] and "1 forward passes" in final[3]
 

@@ -52,7 +52,7 @@ def cli_bench(model_dir, n: int) -> dict:
 
 def test_app_benchmark_matches_the_cli_benchmark(app_on_tiny_model, tiny_model_dir):
     token = tab_corpus.use_example(EXAMPLE, None, None)[0]
-    *_, (status, table, plot) = tab_arena.run_benchmark(N_PROMPTS, MAX_NEW, SHOTS, token, None)
+    *_, (status, table, plot) = tab_arena.run_benchmark(N_PROMPTS, MAX_NEW, SHOTS, "base", token, None)
     assert status.startswith(f"Done: {N_PROMPTS} held-out prompts")
     session = app_state.store().get(token)
     app_report = session.jobs["bench"].result
@@ -74,7 +74,7 @@ def test_app_benchmark_refuses_a_bad_answer_length(app_on_tiny_model):
 
     token = tab_corpus.use_example(EXAMPLE, None, None)[0]
     with pytest.raises(gr.Error, match=f"from 1 to {MAX_NEW_TOKENS}"):
-        list(tab_arena.run_benchmark(N_PROMPTS, MAX_NEW_TOKENS + 1, SHOTS, token, None))
+        list(tab_arena.run_benchmark(N_PROMPTS, MAX_NEW_TOKENS + 1, SHOTS, "base", token, None))
 
 
 def test_arena_takes_registry_names_and_the_library_bound(app_on_tiny_model):

@@ -1,0 +1,65 @@
+"""The background task model, end to end on the tiny model: a corpus with inputs starts one shared,
+cached LoRA fine-tune; once ready the Arena answers with it by default; nobody left using a run stops it."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client import Client
+
+from studio import task_model
+from studio.jobs import job_board
+from tests.app_harness import running_app
+from tests.panes import pane_text
+from tests.waiting import wait_until
+
+PROMPT = "city[Oslo], condition[snow], high[2], low[-4]"
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir, tmp_path_factory):
+    """The app on the tiny model with the task model on."""
+    with running_app(tiny_model_dir, tmp_path_factory.mktemp("app"), TASC_APP_TASK_MODEL="auto") as ra:
+        yield ra
+
+
+def runs() -> list[task_model.TaskModel]:
+    with task_model._LOCK:
+        return list(task_model._RUNS.values())
+
+
+def arena(client, model=None):
+    """The Arena's final outputs for PROMPT with TASC-spec."""
+    return client.submit(PROMPT, "tasc-spec", model, 24, 2, api_name="/arena").result()
+
+
+def test_one_shared_run_trains_and_then_the_arena_answers_with_it(served):
+    a, b = Client(served.url, verbose=False), Client(served.url, verbose=False)
+    a.predict("weather_reports.jsonl", api_name="/use_example")
+    b.predict("weather_reports.jsonl", api_name="/use_example")  # the same rows: joins, does not start another
+    assert len(runs()) == 1 and len(runs()[0].users) == 2
+    assert len(job_board().live(task_model.KIND)) <= 1
+    before = arena(a)  # meanwhile the base model answers
+    assert "the base model, shown examples" in before[4]
+    tm = wait_until(lambda: runs()[0] if runs()[0].ready else None, timeout_s=240, what="the task model to be ready")
+    wait_until(lambda: tm.job is not None and tm.job.finished, what="the job to wind up")
+    assert tm.job.status == "done" and tm.path.is_relative_to(served.cache)
+    after = arena(a)  # no model named: the task model, on both panes
+    assert "Both panes: the task model" in after[4] and "identical output ✓" in after[4]
+    assert pane_text(after[0]) == pane_text(after[2])
+    based = arena(a, "base")  # the base model stays on offer
+    assert "the base model, shown examples" in based[4]
+    with pytest.raises(Exception, match="Unknown model"):
+        arena(a, "no-such-model")
+
+
+def test_a_finished_task_model_is_found_on_disk_and_a_run_nobody_uses_stops(served):
+    c = Client(served.url, verbose=False)
+    c.predict("weather_reports.jsonl", api_name="/use_example")  # trained by the test before: ready at once
+    ready = [tm for tm in runs() if tm.ready]
+    assert ready and all(tm.job is None or tm.job.status == "done" for tm in ready)
+    c.predict("support_tickets.jsonl", api_name="/use_example")  # starts a run for the other corpus
+    support = wait_until(lambda: [tm for tm in runs() if not tm.ready and tm.job is not None], what="a second run")[0]
+    assert len(support.users) == 1
+    c.predict("weather_reports.jsonl", api_name="/use_example")  # its only user leaves it: it stops
+    wait_until(lambda: support.job.finished, timeout_s=60, what="the unused run to stop")
+    assert support.job.status in ("cancelled", "done")
