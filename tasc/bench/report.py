@@ -50,8 +50,13 @@ def quality_text(quality: dict[str, Any] | None, pair: str = "{} {}", sep: str =
     """Headline quality of a method's answers: slot F1 / exact match for JSON, BLEU / chrF for text."""
     if not quality:
         return ""
-    keys = ("slot_f1", "exact_match") if quality.get("task") == "json" else ("bleu", "chrf")
+    keys = ("slot_f1", "exact_match") if quality.get("task") == "json" else ("bleu", "chrf", "faithful")
     return sep.join(pair.format(k, f"{quality[k]:.4g}") for k in keys if k in quality)
+
+
+def split_text(report: dict[str, Any]) -> str:
+    """Which corpus (part) a run drafted from and answered: each label names its split, e.g. "(held-out by entity: ...)"."""
+    return "; ".join(f"{key} {report[key]}" for key in ("corpus", "prompts") if report.get(key))
 
 
 def bench_table(rows: Sequence[tuple[str, dict[str, Any]]], quality: bool = False) -> str:

@@ -12,6 +12,7 @@ from tasc.commands.options import (
     load_corpus_split,
     load_from_args,
     progress_bar,
+    split_settings,
 )
 
 
@@ -31,6 +32,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Answer the held-out inputs and print the scores."""
     from tasc.bench.evaluate import evaluate
+    from tasc.bench.report import split_text
     from tasc.core.corpus import load_corpus
 
     if args.n is not None and args.n < 1:
@@ -43,6 +45,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result = evaluate(lm, heldout, n=args.n, max_new_tokens=args.max_new_tokens, on_progress=on_progress, draft_corpus=draft_corpus)
     finally:
         close()
+    result["split"] = split_settings(args)
     metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    print(f"{result['model']} on {result['corpus']} ({result['task']}): " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
+    # The corpus label names the split, e.g. "dev.jsonl (held-out by entity: 13.3% of inputs, ...)".
+    print(f"{result['model']} on {split_text(result)} ({result['task']}): " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
     return result

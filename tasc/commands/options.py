@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-SPLIT_HELP = "use the whole corpus (default) or its train / held-out part, split by input"
+SPLIT_HELP = "use the whole corpus (default) or its train / held-out part (split as --split-by says)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,16 +45,22 @@ def load_from_args(args: argparse.Namespace, spec: str | None = None) -> Any:
 
 
 def add_split_options(parser: argparse.ArgumentParser, splits: Sequence[tuple[str, str]] = (("--split", SPLIT_HELP),)) -> None:
-    """Options that pick the train or held-out part of a corpus split by input (no input in both).
+    """Options that pick the train or held-out part of a corpus, split by input or by entity.
 
     Args:
-        splits: (flag, help) of each corpus whose part is chosen; all share one fraction and seed.
+        splits: (flag, help) of each corpus whose part is chosen; all share one rule, fraction and seed,
+            so a train part and a held-out part of one command never overlap.
     """
-    from tasc.core.corpus import SPLITS
+    from tasc.core.corpus import SPLIT_BY, SPLITS
 
     for flag, help_text in splits:
         parser.add_argument(flag, choices=SPLITS, default="all", help=help_text)
-    parser.add_argument("--heldout-fraction", type=float, default=0.1, help="share of distinct inputs held out (default 0.1)")
+    parser.add_argument("--split-by", choices=SPLIT_BY, default="input",
+                        help="input (default): no distinct input in both parts; entity: no entity in both "
+                             "(E2E-style attribute inputs: whole name[...] values held out; JSON outputs: rows "
+                             "whose slot values no train output has)")
+    parser.add_argument("--heldout-fraction", type=float, default=0.1,
+                        help="share of distinct inputs held out (default 0.1; by entity, as near as whole entities allow)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the split (default 0)")
 
 
@@ -96,7 +102,13 @@ def load_corpus_split(path: str, args: argparse.Namespace) -> Any:
     """Load a corpus and apply the --split options."""
     from tasc.core.corpus import load_corpus, select_split
 
-    return select_split(load_corpus(path), args.split, args.heldout_fraction, args.split_seed)
+    return select_split(load_corpus(path), args.split, args.heldout_fraction, args.split_seed, args.split_by)
+
+
+def split_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The --split options of a run, for its JSON (each part's label is its corpus `source`)."""
+    parts = {k: v for k, v in vars(args).items() if k == "split" or k.endswith("_split")}
+    return {**parts, "by": args.split_by, "heldout_fraction": args.heldout_fraction, "seed": args.split_seed}
 
 
 def split_texts(args: argparse.Namespace) -> tuple[list[str], list[str] | None]:

@@ -451,18 +451,145 @@ def split_by_input(corpus: Corpus, heldout_fraction: float = 0.1, seed: int = 0,
     return corpus.subset(train), corpus.subset(held)
 
 
+SPLIT_BY = ("input", "entity")  # what the held-out part must not share with training
+_ATTRIBUTE = r"[A-Za-z][\w ]*?\s*\[[^\[\]]*\]"
+_ATTRIBUTE_LIST = re.compile(rf"\s*{_ATTRIBUTE}(?:\s*,\s*{_ATTRIBUTE})*\s*,?\s*")
+_ATTRIBUTE_PAIR = re.compile(r"([A-Za-z][\w ]*?)\s*\[([^\[\]]*)\]")
+
+
+def parse_attributes(text: str) -> list[tuple[str, str]] | None:
+    """The (attribute, value) pairs of an E2E-style input `name[X], area[Y]`, or None when it is not one."""
+    if not _ATTRIBUTE_LIST.fullmatch(text):
+        return None
+    return [(a.strip(), v.strip()) for a, v in _ATTRIBUTE_PAIR.findall(text)]
+
+
+def slot_values(output: str) -> list[str] | None:
+    """The slot values of a JSON output `{"slots": {...}}` (casefolded; ` | ` splits a repeated slot), or None."""
+    try:
+        obj = json.loads(output)
+    except (ValueError, RecursionError):
+        return None
+    slots = obj.get("slots") if isinstance(obj, dict) else None
+    if not isinstance(slots, dict):
+        return None
+    values = (str(v) if not isinstance(v, str) else v for v in slots.values())
+    return [" ".join(part.split()).casefold() for v in values for part in v.split(" | ") if part.strip()]
+
+
+def entity_rule(corpus: Corpus) -> str:
+    """"name" for inputs that are attribute lists with a name[...] (E2E), "slots" for JSON outputs with
+    "slots"; `CorpusError` when neither holds for every row."""
+    if corpus.inputs is not None and all(
+        (attrs := parse_attributes(i)) is not None and any(a == "name" for a, _ in attrs) for i in corpus.inputs
+    ):
+        return "name"
+    if all(slot_values(o) is not None for o in corpus.outputs):
+        return "slots"
+    raise CorpusError(f"{corpus.source} cannot be split by entity: its inputs are not attribute lists with a "
+                      "name[...] (like E2E's `name[X], area[Y]`) and its outputs are not JSON objects with a "
+                      "\"slots\" object; split it by input instead")
+
+
+def _entity_groups(corpus: Corpus, rule: str) -> tuple[list[list[int]], str]:
+    """Rows that must stay on one side together, and what one group is (for the label).
+
+    "name": the rows of one restaurant name, joined with any row naming it as `near[...]`.
+    "slots": rows linked by a shared slot value or a shared input (connected components), so that
+    no value of a held-out row is a slot value of any train row.
+    """
+    parent = list(range(len(corpus)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, str], int] = {}  # entity key -> first row holding it
+    inputs = corpus.inputs if corpus.inputs is not None else [None] * len(corpus)
+    if rule == "name":
+        attrs = [parse_attributes(i or "") or [] for i in inputs]
+        names = {v for row in attrs for a, v in row if a == "name"}
+        keys = [[("e", v) for a, v in row if a == "name" or (a == "near" and v in names)] for row in attrs]
+    else:
+        keys = [[("e", v) for v in slot_values(o) or []] for o in corpus.outputs]
+    for i, (row_keys, inp) in enumerate(zip(keys, inputs, strict=True)):
+        for key in row_keys + ([("i", inp)] if inp is not None else []):
+            j = first.setdefault(key, i)
+            parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(corpus)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values()), "names" if rule == "name" else "slot-value groups"
+
+
+def _entity_parts(corpus: Corpus, heldout_fraction: float, seed: int) -> tuple[list[int], list[int], str]:
+    """(train rows, held-out rows, "k of n <groups>") of the split by entity; see `split_by_entity`."""
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction}")
+    groups, unit = _entity_groups(corpus, entity_rule(corpus))
+    if len(groups) < 2:
+        raise CorpusError(f"{corpus.source} has fewer than 2 separable {unit}: it cannot be split by entity")
+    keys = corpus.inputs if corpus.inputs is not None else corpus.outputs
+    sizes = [len({keys[i] for i in g}) for g in groups]  # distinct inputs, as split_by_input counts
+    target = heldout_fraction * sum(sizes)
+    order = list(range(len(groups)))
+    random.Random(seed).shuffle(order)
+    held: list[int] = []
+    n_held = 0
+    for g in order[:-1]:  # the last group stays in train, so train is never empty
+        # Take a group when it brings the held-out size closer to the target (group sizes vary widely).
+        if heldout_fraction > 0 and (not held or n_held + sizes[g] / 2 < target):
+            held.append(g)
+            n_held += sizes[g]
+    held_rows = sorted(i for g in held for i in groups[g])
+    train_rows = sorted(set(range(len(corpus))) - set(held_rows))
+    return train_rows, held_rows, f"{len(held)} of {len(groups)} {unit}"
+
+
+def split_by_entity(corpus: Corpus, heldout_fraction: float = 0.1, seed: int = 0) -> tuple[Corpus, Corpus]:
+    """(train, held-out) sharing no entity; deterministic for a seed.
+
+    The entity comes from the data (`entity_rule`): for E2E-style attribute-list inputs, whole restaurant
+    names are held out (every row of a held-out name is held out; no held-out name is in any train input);
+    for JSON outputs with "slots", rows are held out whose slot values are none of any train output's.
+    Groups of rows are taken in a seeded order while they bring the held-out share of distinct inputs
+    nearer `heldout_fraction`; the share reached can differ, as groups are indivisible (a JSON corpus
+    whose values link most rows into one group cannot hold out more than the rest).
+    Train *outputs* may still mention a held-out name in free text (none do in E2E dev at 0.1, seed 0).
+    """
+    train, held, _ = _entity_parts(corpus, heldout_fraction, seed)
+    return corpus.subset(train), corpus.subset(held)
+
+
 SPLITS = ("all", "train", "heldout")
 
 
-def select_split(corpus: Corpus, split: str = "all", heldout_fraction: float = 0.1, seed: int = 0) -> Corpus:
-    """The whole corpus, or its train or held-out part from `split_by_input` (same seed, same parts)."""
+def select_split(corpus: Corpus, split: str = "all", heldout_fraction: float = 0.1, seed: int = 0,
+                 by: str = "input") -> Corpus:
+    """The whole corpus, or its train or held-out part split `by` input (`split_by_input`) or entity
+    (`split_by_entity`); same seed, same parts. The part's `source` names the split."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if by not in SPLIT_BY:
+        raise ValueError(f"unknown split rule {by!r}; choose from {', '.join(SPLIT_BY)}")
     if split == "all":
         return corpus
-    train, heldout = split_by_input(corpus, heldout_fraction, seed)
-    part = train if split == "train" else heldout
-    part.source = f"{corpus.source} ({split} {1 - heldout_fraction if split == 'train' else heldout_fraction:.0%}, seed {seed})"
+    name = "train" if split == "train" else "held-out"
+    if by == "input":
+        train, heldout = split_by_input(corpus, heldout_fraction, seed)
+        part = train if split == "train" else heldout
+        share = 1 - heldout_fraction if split == "train" else heldout_fraction
+        part.source = f"{corpus.source} ({name} by input: {share:.0%} of inputs, seed {seed})"
+        return part
+    train_rows, held_rows, what = _entity_parts(corpus, heldout_fraction, seed)
+    part = corpus.subset(train_rows if split == "train" else held_rows)
+    keys = corpus.inputs if corpus.inputs is not None else corpus.outputs
+    held = len({keys[i] for i in held_rows}) / len(set(keys))  # groups are indivisible: say what was reached
+    share = 1 - held if split == "train" else held
+    part.source = (f"{corpus.source} ({name} by entity: {share:.1%} of inputs, {what} held out "
+                   f"(asked {heldout_fraction:.0%}), seed {seed})")
     return part
 
 
