@@ -19,6 +19,7 @@ DEVICES = ["Aurora X2 headphones", "Nimbus smart thermostat", "Orbit wireless ch
 GREETINGS = ["", "", "Hi, ", "Hello, ", "Hey there, ", "Good morning, ", "Hi team, ", "Dear support, "]
 SIGN_OFFS = ["", "", "", " Thanks.", " Thank you!", " Cheers.", " Regards, Sam", " Thanks in advance."]
 URGENT = [" This is urgent.", " I need this sorted today please.", " Please help ASAP!", " It's a gift for tomorrow."]
+NO_RUSH = [" No rush though.", " Whenever you get a chance.", " It's not urgent."]
 ANGRY = [" This is the second time I'm writing about it.", " Really disappointed.", " Not happy at all."]
 
 # intent -> templates; {product} and {order} are filled from the slot values
@@ -76,15 +77,23 @@ def ticket(rng: random.Random) -> dict[str, str]:
     product, order = rng.choice(DEVICES if intent == "technical_issue" else PRODUCTS), order_id(rng)
     body = template.format(product=product, order=order)
     priority = {"damaged_item": "high", "technical_issue": "normal"}.get(intent, "normal")
-    if intent in ("order_status", "change_address") and rng.random() < 0.3:
-        priority = "low"
+    # The priority follows from the message, so a model can learn it: "low" only where the customer
+    # says there is no hurry (earlier versions drew it at random, which no model can read off the text).
+    low = intent in ("order_status", "change_address") and rng.random() < 0.3
     mood = rng.random()
     if mood < 0.2:
-        body += rng.choice(URGENT)
-        priority = "urgent" if priority == "high" else "high"
+        extra = rng.choice(URGENT)
+        if not low:
+            body += extra
+            priority = "urgent" if priority == "high" else "high"
     elif mood < 0.35:
-        body += rng.choice(ANGRY)
-        priority = "high"
+        extra = rng.choice(ANGRY)
+        if not low:
+            body += extra
+            priority = "high"
+    if low:
+        body += NO_RUSH[len(body) % len(NO_RUSH)]  # no draw: the weather corpus's random stream stays as it was
+        priority = "low"
     text = rng.choice(GREETINGS) + body + rng.choice(SIGN_OFFS)
     text = text[0].upper() + text[1:]
     triage = {"intent": intent, "priority": priority,

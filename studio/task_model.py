@@ -8,7 +8,8 @@ ready; the base model with examples stays on offer.
 
 One run per (base model, training rows, recipe): every session that loads the same corpus (each
 visitor of an example) shares it, so visitors cannot start one each, and a finished model stays
-on disk under the app's work folder, where a restart finds it ready. It trains as a job (counted by
+on disk under the app's work folder, where a restart finds it ready (at most MAX_ON_DISK of them: the
+oldest unused ones are deleted before a new one is trained). It trains as a job (counted by
 the job board, one at a time: slot "task-model") that pauses while an Arena race or a benchmark runs
 (`studio.foreground`). TASC_APP_TASK_MODEL=off turns it off (the Fine-tune tab still trains on request).
 """
@@ -36,6 +37,7 @@ FOLDER = "task-models"
 MIN_ROWS = 8  # fewer training rows than this teach nothing worth a background run
 CPU_STEPS = 60  # measured: ~3 minutes on 2 CPU cores at batch 8 (README: "The task model")
 GPU_STEPS = 300  # a few seconds of an H200's time; more steps, better answers
+MAX_ON_DISK = 3  # task models kept (a merged 135M model is ~540 MB); unused ones go, oldest first
 
 
 @dataclass
@@ -90,18 +92,23 @@ def ensure(session: Any, restart: bool = False) -> TaskModel | None:
     None when the corpus cannot have one (outputs only, fewer than MIN_ROWS rows) or the feature is off.
     The session leaves the run of its previous corpus, which stops when no session uses it any more.
     """
-    leave(session)
     train = session.train
     if not enabled() or train is None or train.inputs is None or len(train.outputs) < MIN_ROWS:
+        leave(session)
         return None
     config = recipe(_on_gpu())
     key = key_of(app_model(), train, config)
     path = app_cache_dir() / FOLDER / key
+    if getattr(session, "task_model", None) != path:
+        leave(session)  # its previous corpus's run, which stops if nobody else uses it
     with _LOCK:
         tm = _RUNS.setdefault(path, TaskModel(key, path))
         tm.users.add(session.token)
-        idle = tm.job is None or (tm.job.finished and (restart or tm.job.status == FAILED))
-        if not tm.ready and idle and (restart or tm.job is None):
+        # a run stopped (by Stop, or because its users left) resumes for whoever loads the corpus now;
+        # a failed one only when asked again (Train task model), so an error does not repeat per visitor
+        again = tm.job is None or (tm.job.finished and (restart or tm.job.status == CANCELLED))
+        if not tm.ready and again:
+            _prune(keep=path)  # before a new model is written: the folder stays bounded
             tm.job = _start(tm, train, config)
     session.task_model = path
     session.cleanups["task_model"] = functools.partial(leave, session)
@@ -118,6 +125,23 @@ def _start(tm: TaskModel, train: Any, config: Any) -> Job | None:
     except JobsFull as exc:
         log.info("task model not started: %s", exc)
         return None
+
+
+def _prune(keep: Path) -> None:
+    """Delete the oldest task-model folders beyond MAX_ON_DISK - 1 that no session uses and no job writes.
+    Under _LOCK."""
+    import shutil
+
+    root = keep.parent
+    if not root.is_dir():
+        return
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and p != keep), key=lambda p: p.stat().st_mtime)
+    for folder in folders[: max(0, len(folders) - (MAX_ON_DISK - 1))]:
+        tm = _RUNS.get(folder)
+        if tm is not None and (tm.users or (tm.job is not None and not tm.job.finished)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        _RUNS.pop(folder, None)
 
 
 def leave(session: Any) -> None:

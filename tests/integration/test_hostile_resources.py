@@ -204,9 +204,9 @@ def test_a_non_text_column_name_is_refused(served, tmp_path, output_column, inpu
     arena_works(client)
 
 
-def test_a_non_text_fine_tuned_model_name_is_refused(served):
+def test_a_non_text_model_name_is_refused(served):
     client = Client(served.url, verbose=False)
     call(client, "support_tickets.jsonl", api_name="/use_example")
     message = refused(client, PROMPT, "tasc-ft", ["x"], 16, 0, api_name="/arena")
-    assert "fine-tuned model must be named by its label" in message
+    assert "model must be named by its label" in message
     arena_works(client)

@@ -63,3 +63,38 @@ def test_a_finished_task_model_is_found_on_disk_and_a_run_nobody_uses_stops(serv
     c.predict("weather_reports.jsonl", api_name="/use_example")  # its only user leaves it: it stops
     wait_until(lambda: support.job.finished, timeout_s=60, what="the unused run to stop")
     assert support.job.status in ("cancelled", "done")
+
+
+def test_asking_again_for_the_same_corpus_neither_restarts_nor_stops_its_run(served):
+    d = Client(served.url, verbose=False)
+    d.predict("support_tickets.jsonl", api_name="/use_example")
+    run = wait_until(lambda: [tm for tm in runs() if not tm.ready and tm.job is not None and not tm.job.finished],
+                     what="a live run")[0]
+    job = run.job
+    status, *_ = d.predict(None, api_name="/task_model_train")  # its only user asks again: same run goes on
+    assert run.job is job and not job.cancel_event.is_set() and "Task model" in status
+    assert "No task model" not in d.predict(api_name="/task_model_stop")  # Stop: the run saves and stops
+    wait_until(lambda: job.finished, timeout_s=60, what="the stopped run to end")
+    d.predict(None, api_name="/task_model_train")  # Train again: it continues from its checkpoint
+    assert run.job is not job and run.job is not None
+
+
+def test_the_task_model_folder_stays_bounded(tmp_path, monkeypatch):
+    """Unused task models beyond MAX_ON_DISK are deleted oldest first; one in use never is."""
+    import os
+
+    root = tmp_path / task_model.FOLDER
+    folders = []
+    for i in range(5):
+        f = root / f"m{i}"
+        f.mkdir(parents=True)
+        (f / "tasc.json").write_text("{}")
+        os.utime(f, (1000 + i, 1000 + i))
+        folders.append(f)
+    in_use = task_model.TaskModel("m0", folders[0], users={"someone"})
+    monkeypatch.setitem(task_model._RUNS, folders[0], in_use)
+    keep = root / "new"
+    with task_model._LOCK:
+        task_model._prune(keep)
+    left = sorted(p.name for p in root.iterdir())
+    assert left == ["m0", "m3", "m4"]  # m0 is used; m1, m2 were the oldest unused

@@ -57,9 +57,11 @@ def test_main_warms_the_default_model_then_launches(monkeypatch):
     launch = calls[2][1]
     gateway = launch.pop("app_kwargs")["middleware"]  # the gateway in front of Gradio (studio/guard.py)
     assert [m.cls.__name__ for m in gateway] == ["Gateway"]
+    from studio.highlight import ANSWER_CSS
+
     assert calls == ["ensure", ("warm", "smollm2-135m"),
                      ("launch", {"max_file_size": "20mb", "allowed_paths": [exports], "enable_monitoring": False,
-                                 "num_workers": 0}, 32)]
+                                 "css": ANSWER_CSS, "num_workers": 0}, 32)]
 
 
 @pytest.mark.parametrize(
@@ -85,7 +87,8 @@ def test_public_api_is_the_main_actions_only():
     demo = app.build_demo()
     public = sorted(d.api_name for d in demo.fns.values() if d.api_visibility == "public")
     assert public == ["arena", "benchmark", "enrich", "finetune", "finetune_resume", "finetune_stop", "load_corpus",
-                      "mine", "tokenise", "train_compare", "train_compare_stop", "use_example"]
+                      "mine", "task_model_stop", "task_model_train", "tokenise", "train_compare", "train_compare_stop",
+                      "use_example"]
 
 
 def test_long_events_have_concurrency_groups_and_stop_buttons():
