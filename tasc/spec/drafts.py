@@ -13,7 +13,10 @@ transformers' `CandidateGenerator`:
 learns online per (source, match length, frequency share), takes the best, and stops when the
 chance that the whole draft survives falls below the cost of verifying one more token. So drafts
 switch source mid-way — JSON structure from the corpus, a slot value copied from the prompt, back to
-the corpus — and grow long only where they are likely to be accepted.
+the corpus — and grow long only where they are likely to be accepted. A context match longer than the
+n-gram keys is followed by `LongMatch` wherever it really is, and its length counts as evidence: a
+copy that has held for m tokens (an answer copying its prompt) is trusted like m + 1 : 1 odds, so
+such drafts run to the pass's cap, at least as far as prompt lookup's.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Protocol, Sequence
 
 from tasc.core.prompts import PromptFormat
-from tasc.spec.ngram_index import ContextIndex, CorpusIndex, NeighbourIndex, Prediction, normalised_keys
+from tasc.spec.ngram_index import ContextIndex, CorpusIndex, LongMatch, NeighbourIndex, Prediction, normalised_keys
 from tasc.spec.spelling import SpellingCopy, spelling_copy_for
 from tasc.spec.value_copy import WORD, NextValueCopy, ValueStarts, next_value_copy_for
 
@@ -183,6 +186,8 @@ class SpecConfig:
         return self
 
 
+LONG_COPY = 4  # context matches longer than this come from `LongMatch` (the context index keys n-grams up to 4 tokens)
+LONG_COPY_LEARNT = 17  # context matches this long have acceptance statistics of their own
 COST_FLOOR = 0.01  # with a verify-cost curve, chains grow while their survival chance beats this, then are cut
 
 
@@ -218,6 +223,8 @@ def prior_acceptance(source: str, pred: Prediction) -> float:
         return pred.share  # the corpus's rate of this word starting a value
     reliability = 1.0 - 0.5 ** pred.match_len  # 0.5, 0.75, 0.88, ... longer matches agree more
     if source in (CONTEXT, SPELLING):
+        if pred.match_len > LONG_COPY:  # a verbatim copy that has held for m tokens goes on with odds m + 1 : 1 (Laplace)
+            return 1.0 - 1.0 / (pred.match_len + 2)
         return 0.2 + 0.6 * reliability
     return pred.share * reliability
 
@@ -238,7 +245,15 @@ class AcceptanceModel:
     @staticmethod
     def cell(source: str, pred: Prediction) -> tuple[str, int, int]:
         """The statistics cell a guess falls in."""
-        return source, _len_bucket(pred.match_len), _share_bucket(pred.share)
+        length = pred.match_len
+        if source == CONTEXT and length > LONG_COPY:
+            # Medium context matches are often template text repeating (few-shot examples): they learn as one
+            # cell, so a few failed copies of an example teach them all at once. Long copies learn by their
+            # length's doubling: a 40-token copy is not judged by the 17-token template matches that broke.
+            if length < LONG_COPY_LEARNT:
+                return source, _len_bucket(LONG_COPY + 1), _share_bucket(pred.share)
+            return source, _len_bucket(LONG_COPY_LEARNT) + (length // LONG_COPY_LEARNT).bit_length() - 1, _share_bucket(pred.share)
+        return source, _len_bucket(length), _share_bucket(pred.share)
 
     def estimate(self, source: str, pred: Prediction) -> float:
         """Posterior mean acceptance chance of a guess."""
@@ -285,13 +300,14 @@ class TascDrafter:
         self.context_keys = context_keys if self.config.normalise_context else None
         self.acceptance = AcceptanceModel(self.config.prior_strength)
         self.context = ContextIndex(self.config.context_ngram, self.context_keys)
+        self.long = LongMatch(self.context_keys)  # the context's longest match, for copies past `context_ngram`
         self.near: CorpusIndex | None = None  # this prompt's neighbours' answers
         self.spelling = spelling if self.config.use_context and self.config.spelling else None
         self.values = values if self.config.use_context and self.config.value_starts else None
         self._answer_text = ""  # the emitted answer's text, for the value guesser's used words
         self._value_memo: dict[tuple[int, ...], Any] = {}
         # Matcher states: corpus, neighbours, context, and the answer's last tokens (for the spelling copy).
-        self._states: tuple[Any, Any, Any, tuple[int, ...]] = ((0, 0), (0, 0), (), ())
+        self._states: tuple[Any, Any, Any, tuple[int, ...]] = ((0, 0), (0, 0), ((), (0, 0)), ())
         self._last_cells: list[tuple[str, int, int]] = []
         self._last_draft: Draft | None = None
         self._depth: list[int] = []  # depth of each token of the draft being built
@@ -300,6 +316,9 @@ class TascDrafter:
         """Index the prompt, find its neighbours; the corpus matches start at "start of answer"."""
         self.context = ContextIndex(self.config.context_ngram, self.context_keys)
         self.context.extend(prompt_ids)
+        self.long = LongMatch(self.context_keys)
+        if self.config.use_context:
+            self.long.extend(prompt_ids)
         neighbours = getattr(self.corpus, "neighbours", None)
         self.near = None
         if neighbours is not None and self.corpus is not None and self.config.neighbours > 0:  # neighbours imply a corpus
@@ -311,7 +330,7 @@ class TascDrafter:
             self.values.start(prompt_ids)
             self._answer_text, self._value_memo = "", {}
         self._states = (self.corpus.start_state() if self.corpus else (0, 0),
-                        self.near.start_state() if self.near else (0, 0), self.context.tail_keys(), ())
+                        self.near.start_state() if self.near else (0, 0), (self.context.tail_keys(), self.long.state), ())
         self._last_cells, self._last_draft = [], None
 
     def _advance(self, states: tuple[Any, ...], token: int) -> tuple[Any, ...]:
@@ -319,7 +338,8 @@ class TascDrafter:
         corpus_state, near_state, context_state, tail = states
         return (self.corpus.advance(corpus_state, token) if self.corpus is not None else corpus_state,
                 self.near.advance(near_state, token) if self.near is not None else near_state,
-                self.context.advance(context_state, token), (tail + (token,))[-SPELLING_TAIL:])
+                (self.context.advance(context_state[0], token), self.long.advance(context_state[1], token)),
+                (tail + (token,))[-SPELLING_TAIL:])
 
     def _guesses(self, states: tuple[Any, ...]) -> list[tuple[float, str, Prediction]]:
         """Scored next-token guesses of every enabled index, best first."""
@@ -339,7 +359,7 @@ class TascDrafter:
             if pred is not None:
                 guesses.append((cfg.corpus_weight * self.acceptance.estimate(NEIGHBOURS, pred), NEIGHBOURS, pred))
         if cfg.use_context:
-            pred = self.context.predict(context_state)
+            pred = self._context_guess(context_state)
             if pred is not None:
                 guesses.append((cfg.context_weight * self.acceptance.estimate(CONTEXT, pred), CONTEXT, pred))
         if self.spelling is not None and tail:
@@ -353,6 +373,19 @@ class TascDrafter:
                 guesses.append((cfg.context_weight * self.acceptance.estimate(VALUE, pred), VALUE, pred))
         guesses.sort(key=lambda g: g[0], reverse=True)
         return guesses
+
+    def _context_guess(self, state: tuple[Any, tuple[int, int]]) -> Prediction | None:
+        """The context's next token: the longest match's when it is longer than the n-gram keys, else the n-gram's.
+
+        Past `context_ngram` tokens the copy is followed where it really is (not at the most recent
+        occurrence of its last n-gram), and its length tells the acceptance model how long it has held.
+        """
+        tail, long_state = state
+        if long_state[1] > self.config.context_ngram:
+            pred = self.long.predict(long_state)
+            if pred is not None and pred.match_len > self.config.context_ngram:
+                return pred
+        return self.context.predict(tail)
 
     def _value_guess(self, tail: tuple[int, ...]) -> Prediction | None:
         """The value guesser's first token after `tail` (memoised per tail while the emitted answer stays the same)."""
@@ -454,13 +487,15 @@ class TascDrafter:
                     self.acceptance.observe(cell, accepted=i in path)
         self._last_draft, self._last_cells = None, []
         self.context.extend(emitted)
+        if self.config.use_context:
+            self.long.extend(emitted)
         if self.values is not None:
             self._answer_text += self.values.decode(emitted)
             self._value_memo = {}
         corpus_state, near_state, _, tail = self._states
         self._states = (self.corpus.walk(corpus_state, emitted) if self.corpus is not None else corpus_state,
                         self.near.walk(near_state, emitted) if self.near is not None else near_state,
-                        self.context.tail_keys(), (tail + tuple(emitted))[-SPELLING_TAIL:])
+                        (self.context.tail_keys(), self.long.state), (tail + tuple(emitted))[-SPELLING_TAIL:])
 
 
 MARKS_PER_ROW = 3  # START, EOS and SEP around each output in the corpus automaton (`ngram_index._token_stream`)

@@ -16,6 +16,10 @@ The context index (prompt + text so far) is small and grows by one token per ste
 of the last-seen position of each n-gram up to `max_ngram`, keyed by *normalised* tokens: "miles"
 after a JSON quote and " miles" in the prompt are different BPE tokens of the same word.
 
+The context's longest match, past the n-gram keys, comes from `LongMatch`: an online suffix automaton
+over the same keys (a few-shot answer copying an example repeats 4-grams of every example, so only
+the whole match tells which one is being copied, and how long the copy has held).
+
 The neighbour index finds the corpus rows whose *inputs* are most like a prompt (an inverted index
 with IDF weights); the drafter indexes their answers as a third, prompt-specific source.
 """
@@ -287,6 +291,121 @@ class ContextIndex:
             i = cont.get(state[-n:])
             if i is not None:
                 return Prediction(self.tokens[i], 1.0, n, 1)
+        return None
+
+
+RECENT_DEPTH = 16  # suffix-link steps per append that refresh the latest occurrences (bounds the append's cost)
+
+
+class LongMatch:
+    """The longest earlier match of a growing sequence's suffix, however long: an online suffix automaton.
+
+    The context index keys n-grams up to `max_ngram` tokens, so a 40-token copy of an example answer
+    looks like any 4-token match and its next token comes from the 4-gram's most recent occurrence, which
+    may be another example. This automaton (over the same normalised keys) follows the longest match
+    wherever it is and knows its length, so the drafter can tell a long copy, which a model keeps
+    following, from a short one. Appending a token and moving a match by one token are amortised O(1).
+    A prediction copies from the match's *most recent* earlier occurrence (a model that copies an example
+    mostly copies the last one, and the context index does the same): each state keeps its last two end
+    positions, refreshed for the `RECENT_DEPTH` longest suffixes at every append (shorter, deeper ones may
+    keep an older occurrence; they are the context index's business anyway).
+
+    Example:
+        >>> lm = LongMatch()
+        >>> lm.extend([1, 2, 3, 4, 5, 9, 1, 2, 3])
+        >>> lm.predict(lm.state)
+        Prediction(token=4, share=1.0, match_len=3, support=1)
+    """
+
+    def __init__(self, key_of: Sequence[int] | None = None) -> None:
+        self.key_of = key_of
+        self.tokens: list[int] = []
+        self._next: list[dict[int, int]] = [{}]
+        self._link = [-1]
+        self._length = [0]
+        self._recent = [-1]  # per state: the end position of its latest occurrence
+        self._before = [-1]  # and of the one before it (the latest may be the sequence's own end)
+        self._last = 0  # the state of the whole sequence
+        self.state: tuple[int, int] = (0, 0)  # longest suffix of the sequence that also ends earlier in it
+
+    def _key(self, token: int) -> int:
+        """Normalised key of a token (as `ContextIndex.key`)."""
+        key_of = self.key_of
+        return key_of[token] if key_of is not None and 0 <= token < len(key_of) else token
+
+    def extend(self, tokens: Iterable[int]) -> None:
+        """Append tokens; `state` keeps the longest suffix that occurred before (matched before each token is added)."""
+        for token in tokens:
+            key = self._key(token)
+            self.state = self.advance(self.state, token)
+            self._append(key)
+            s, m = self.state
+            while s > 0 and m <= self._length[self._link[s]]:  # a clone now holds the shorter strings of `s`
+                s = self._link[s]
+            self.state = (s, m)
+            self.tokens.append(token)
+
+    def _append(self, key: int) -> None:
+        """One step of the online construction (Blumer et al.), recording first end positions."""
+        nxt, link, length, recent, before = self._next, self._link, self._length, self._recent, self._before
+        pos = len(self.tokens)
+        cur = len(nxt)
+        nxt.append({})
+        length.append(length[self._last] + 1)
+        link.append(0)
+        recent.append(pos)
+        before.append(-1)
+        p = self._last
+        while p != -1 and key not in nxt[p]:
+            nxt[p][key] = cur
+            p = link[p]
+        if p != -1:
+            q = nxt[p][key]
+            if length[p] + 1 == length[q]:
+                link[cur] = q
+            else:
+                clone = len(nxt)
+                nxt.append(nxt[q].copy())
+                length.append(length[p] + 1)
+                link.append(link[q])
+                recent.append(recent[q])
+                before.append(before[q])
+                while p != -1 and nxt[p].get(key) == q:
+                    nxt[p][key] = clone
+                    p = link[p]
+                link[q] = link[cur] = clone
+        self._last = cur
+        s = link[cur]
+        for _ in range(RECENT_DEPTH):  # the longest suffixes now also end here
+            if s <= 0:
+                break
+            if recent[s] != pos:
+                before[s], recent[s] = recent[s], pos
+            s = link[s]
+
+    def advance(self, state: tuple[int, int], token: int) -> tuple[int, int]:
+        """The match after one more (drafted) token, shortened along suffix links when it breaks."""
+        key = self._key(token)
+        s, m = state
+        nxt, link, length = self._next, self._link, self._length
+        while s and key not in nxt[s]:
+            s = link[s]
+            m = length[s]
+        target = nxt[s].get(key)
+        return (0, 0) if target is None else (target, m + 1)
+
+    def predict(self, state: tuple[int, int]) -> Prediction | None:
+        """The token after the match's most recent earlier occurrence (a shorter match where none has a next token)."""
+        s, m = state
+        n = len(self.tokens)
+        for _ in range(RECENT_DEPTH):  # bounded: a match that keeps ending at the sequence's end is a loop, not a copy
+            if s <= 0:
+                break
+            end = self._recent[s] if self._recent[s] + 1 < n else self._before[s]  # the latest may be the sequence's end
+            if 0 <= end and end + 1 < n:
+                return Prediction(self.tokens[end + 1], 1.0, m, 1)
+            s = self._link[s]
+            m = self._length[s]
         return None
 
 
