@@ -13,16 +13,17 @@ PIP := $(PY) -m pip
 PYTEST_ARGS ?= -m "not slow"
 
 RUN_REQS := requirements.txt requirements-model.txt
-DEV_REQS := requirements-dev.txt $(RUN_REQS)
+DEV_REQS := requirements-dev.txt requirements-llamacpp.txt $(RUN_REQS)
 reqs_hash = $(shell cat $(1) | sha256sum | cut -c1-16)
 RUN_STAMP := $(VENV)/.installed-run-$(call reqs_hash,$(RUN_REQS))
 DEV_STAMP := $(VENV)/.installed-dev-$(call reqs_hash,$(DEV_REQS))
 
-.PHONY: help run test lint install install-dev browser-deps clean
+.PHONY: help run test lint install install-dev install-llamacpp browser-deps clean
 
 help:
 	@echo "make run    install (first time) and start the app on http://127.0.0.1:7860"
 	@echo "make test   install (first time) and run the tests: pytest $(PYTEST_ARGS)"
+	@echo "make install-llamacpp  add the optional llama.cpp engine (builds llama.cpp from source, ~9 min)"
 	@echo "make clean  remove .venv"
 
 run: install
@@ -38,6 +39,10 @@ lint: install-dev
 
 install: $(RUN_STAMP)
 install-dev: $(DEV_STAMP)
+
+# Optional for the app: `--engine llamacpp` and the llamacpp-* methods (make test installs it with the dev requirements).
+install-llamacpp: install
+	$(PIP) install -r requirements-llamacpp.txt
 
 browser-deps: install-dev
 	@bash scripts/browser-deps.sh

@@ -26,6 +26,7 @@ COMMANDS = (
     "enrich",
     "train_draft",
     "train_hybrid",
+    "export",
 )
 
 

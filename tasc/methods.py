@@ -8,6 +8,12 @@ A method is a model (which one answers) and an engine (how it decodes):
     loop    our verify loop (`tasc.spec.decode`) with a drafter; no drafter = plain greedy
     hf      transformers `generate` (greedy, prompt lookup, assisted generation): the baselines
     hybrid  one target pass, then the hybrid's small decoder writes alone (lossy)
+    llamacpp  llama.cpp's own decoding through llama-cpp-python's `Llama` (greedy, prompt lookup): the
+            baselines of a llama.cpp user (`tasc.spec.llamacpp_own`)
+
+Where our loop runs is a setting of the resources, not of the method: `Resources.loop_engine` TORCH
+(transformers, `tasc.spec.decode`) or LLAMACPP (llama.cpp's low-level API, `tasc.spec.llamacpp`), so
+`tasc bench --engine llamacpp` runs tasc-spec on llama.cpp beside llamacpp-greedy and llamacpp-lookup.
 
 Example:
     >>> get("tasc-spec").needs_corpus
@@ -31,7 +37,9 @@ if TYPE_CHECKING:  # the decode loop imports torch: only when a method runs (the
 
 BASE = "base"  # the target model answers
 FT = "ft"  # a fine-tuned model answers (TASC-ft: the enriched one)
-LOOP, HF, HYBRID = "loop", "hf", "hybrid"  # engines, see the module docstring
+LOOP, HF, HYBRID, LLAMACPP = "loop", "hf", "hybrid", "llamacpp"  # engines, see the module docstring
+TORCH = "torch"  # our loop on transformers (LLAMACPP: on llama.cpp); the CLI's --engine
+LOOP_ENGINES = (TORCH, LLAMACPP)
 DRAFT_MODEL_DIR, HYBRID_DIR = "draft model", "hybrid model"  # trained directories a method may need
 
 
@@ -42,8 +50,8 @@ class Method:
     name: str  # the value the CLI, the API and the benchmark JSON use
     label: str  # how the UI names it
     model: str = BASE  # which model answers: BASE or FT
-    engine: str = LOOP  # LOOP, HF or HYBRID
-    drafts: str = "none"  # none | pld | tasc | tasc-corpus | tasc-context | draft-model | mixed
+    engine: str = LOOP  # LOOP, HF, HYBRID or LLAMACPP
+    drafts: str = "none"  # none | pld | lookup | lookup-corpus | tasc | tasc-corpus | tasc-context | draft-model | mixed
     lossless: bool = True  # greedy output equal to its own model's plain greedy
     needs_corpus: bool = False  # drafts from the task corpus's index
     needs: str | None = None  # a trained directory: DRAFT_MODEL_DIR or HYBRID_DIR
@@ -77,9 +85,21 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            needs_corpus=True, needs=DRAFT_MODEL_DIR, arena=True),
     Method("hybrid", "Hybrid (small decoder on the model's prompt states; not verified)", engine=HYBRID, lossless=False,
            needs=HYBRID_DIR, arena=True),
+    Method("llamacpp-greedy", "Plain greedy (llama.cpp's own loop)", engine=LLAMACPP),
+    Method("llamacpp-lookup", "Prompt lookup decoding (llama.cpp, llama-cpp-python's LlamaPromptLookupDecoding, draft 8)",
+           engine=LLAMACPP, drafts="lookup"),
+    Method("llamacpp-lookup-corpus", "llama.cpp lookup decoding with a corpus n-gram cache (its algorithm ported to Python, draft 8)",
+           engine=LLAMACPP, drafts="lookup-corpus", needs_corpus=True),
 )}
-GREEDY_BASELINES = ("greedy", "greedy-loop", "greedy-static")  # a speed-up divides by the fastest of these run
+GREEDY_BASELINES = ("greedy", "greedy-loop", "greedy-static", "llamacpp-greedy")  # a speed-up divides by the fastest of these run
 DEFAULT_BENCH_METHODS = ("greedy", "greedy-loop", "pld", "tasc-spec")  # what a benchmark runs unless told
+LLAMACPP_BENCH_METHODS = ("llamacpp-greedy", "llamacpp-lookup", "llamacpp-lookup-corpus", "tasc-spec")  # ... with --engine llamacpp
+REFERENCE = {TORCH: "greedy", LLAMACPP: "llamacpp-greedy"}  # every answer is compared with this method's
+
+
+def runs_on_llamacpp(method: Method, loop_engine: str) -> bool:
+    """Whether a method runs on llama.cpp: its own baselines always, our loop's methods with --engine llamacpp."""
+    return method.engine == LLAMACPP or (method.engine == LOOP and loop_engine == LLAMACPP)
 
 
 def get(name: str) -> Method:
@@ -111,6 +131,10 @@ class Resources:
         assist: draft-model drafting and mixing settings.
         context_keys: `normalised_keys` of `lm`'s tokenizer, computed once per model by the caller (None:
             the drafter computes them).
+        llamacpp: `lm` on llama.cpp (`tasc.spec.llamacpp_own.LlamaCppEngine`), for LLAMACPP methods and for
+            our loop when `loop_engine` is LLAMACPP.
+        loop_engine: where our loop's methods run: TORCH or LLAMACPP.
+        corpus_outputs: the task corpus's outputs, for llamacpp-lookup-corpus's static n-gram cache.
     """
 
     lm: LoadedModel
@@ -120,9 +144,24 @@ class Resources:
     spec: SpecConfig = field(default_factory=SpecConfig)
     assist: AssistConfig = field(default_factory=AssistConfig)
     context_keys: Sequence[int] | None = None
+    llamacpp: Any = None
+    loop_engine: str = TORCH
+    corpus_outputs: Sequence[str] | None = None
+
+    def own_llamacpp(self, method: Method) -> Any:
+        """llama.cpp's own decoding for a LLAMACPP method (`tasc.spec.llamacpp_own.OwnDecoding`)."""
+        from tasc.spec.llamacpp_own import own_decoding
+
+        self.check(method)
+        outputs = self.corpus_outputs
+        if method.drafts == "lookup-corpus" and not outputs:
+            raise ValueError(f"method {method.name!r} drafts from a task corpus: give one")
+        return own_decoding(self.llamacpp, method.drafts, lambda: self.lm.tokenizer(list(outputs or []), add_special_tokens=False)["input_ids"])
 
     def check(self, method: Method) -> None:
         """Raise ValueError naming what `method` needs and these resources lack."""
+        if runs_on_llamacpp(method, self.loop_engine) and self.llamacpp is None:
+            raise ValueError(f"method {method.name!r} runs on llama.cpp: load its GGUF (--engine llamacpp)")
         if method.needs_corpus and self.index is None:
             raise ValueError(f"method {method.name!r} drafts from a task corpus: give one")
         if method.needs == DRAFT_MODEL_DIR and self.draft_model is None:
@@ -167,15 +206,35 @@ def hybrid_steps(res: Resources, prompt_ids: Sequence[int], config: DecodeConfig
     yield Step(r.tokens, 0, [MODEL] * len(r.tokens), [], 0.0, r.wall_s, r.wall_s, True)
 
 
+def own_llamacpp_steps(method: Method, res: Resources, prompt_ids: Sequence[int], config: DecodeConfig) -> Generator[Step, None, None]:
+    """llama.cpp's own decoding (a LLAMACPP baseline) as one Step: its passes are inside llama-cpp-python."""
+    from tasc.spec.decode import Step
+
+    if config.do_sample:
+        raise ValueError(f"method {method.name!r} is llama.cpp's greedy decoding: sampling needs one of our loop's methods")
+    eos = {res.lm.eos_token_id} if res.lm.eos_token_id is not None else set()
+    tokens, _, wall = res.own_llamacpp(method).generate(prompt_ids, config.max_new_tokens, eos)
+    yield Step(tokens, 0, [MODEL] * len(tokens), [], 0.0, wall, wall, True)
+
+
 def step_stream(method: Method, res: Resources, prompt_ids: Sequence[int], config: DecodeConfig,
                 prefix: PrefixCache | None = None) -> Generator[Step, None, None]:
-    """A method's answer as a stream of Steps (one per verify pass); LOOP and HYBRID methods only."""
+    """A method's answer as a stream of Steps (one per verify pass); not for HF methods.
+
+    On llama.cpp (`runs_on_llamacpp`) our loop runs over its context; `prefix` is for the torch loop only
+    (a llama.cpp context keeps the shared prompt prefix in its own KV cache).
+    """
     from tasc.spec.decode import speculative_steps
 
     config.check()
-    if method.engine == HYBRID:
+    if method.engine in (HYBRID, LLAMACPP):
         res.check(method)
-        return hybrid_steps(res, prompt_ids, config)
+        return hybrid_steps(res, prompt_ids, config) if method.engine == HYBRID else own_llamacpp_steps(method, res, prompt_ids, config)
+    if res.loop_engine == LLAMACPP:
+        from tasc.spec.llamacpp import llamacpp_steps
+
+        drafter = build_drafter(method, res)
+        return llamacpp_steps(res.llamacpp.context, prompt_ids, drafter, config, res.lm.eos_token_id)
     return speculative_steps(res.lm.model, prompt_ids, build_drafter(method, res), config, res.lm.eos_token_id, prefix)
 
 

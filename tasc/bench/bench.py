@@ -3,7 +3,9 @@
 Every method answers every prompt; prompts are the outer loop and the order of methods rotates
 from prompt to prompt, so slow drifts of the machine (other processes, thermal) spread over all
 methods instead of biasing one. A warm-up (excluded) runs each method first. The baseline wall
-time is the faster of transformers' `generate(do_sample=False)` and our own plain loop.
+time is the faster of transformers' `generate(do_sample=False)` and our own plain loop (with
+`engine="llamacpp"`: of llama.cpp's own greedy loop and ours on llama.cpp, and every answer is
+compared with llama.cpp's own greedy one).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Sequence
 
 from tasc.bench.report import machine_info, quality_text
@@ -19,7 +22,23 @@ from tasc.compare.model_drafts import AssistConfig
 from tasc.core.cpu_kernels import linear_kernels
 from tasc.core.models import LoadedModel, load_model
 from tasc.core.progress import Progress, ProgressFn, check_cancel
-from tasc.methods import BASE, DEFAULT_BENCH_METHODS, DRAFT_MODEL_DIR, FT, GREEDY_BASELINES, HYBRID_DIR, METHODS, Method, Resources, get
+from tasc.methods import (
+    BASE,
+    DEFAULT_BENCH_METHODS,
+    DRAFT_MODEL_DIR,
+    FT,
+    GREEDY_BASELINES,
+    HYBRID_DIR,
+    LLAMACPP,
+    LOOP_ENGINES,
+    METHODS,
+    REFERENCE,
+    TORCH,
+    Method,
+    Resources,
+    get,
+    runs_on_llamacpp,
+)
 from tasc.spec.decode import DecodeConfig, PrefixCache, measure_verify_costs
 from tasc.spec.drafts import SpecConfig, build_corpus_index
 from tasc.spec.ngram_index import normalised_keys
@@ -44,9 +63,14 @@ class BenchConfig:
     # Cache the states of the prefix all prompts share (system turn, template) once per model, for every
     # method but pld and transformers' assisted generation.
     prefix_cache: bool = True
+    engine: str = TORCH  # where our loop's methods run: "torch" or "llamacpp" (`tasc.methods.LOOP_ENGINES`)
+    gguf: str | None = None  # llama.cpp: the target's GGUF file, or "shipped" (None: the model exported at first use)
+    gguf_type: str = "f32"  # llama.cpp: the type an exported GGUF's weights get (f32 = the torch weights exactly)
 
     def check(self) -> "BenchConfig":
         """Raise ValueError naming the first bad setting; return self."""
+        if self.engine not in LOOP_ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(LOOP_ENGINES)}, got {self.engine!r}")
         for name in self.methods:
             get(name)
         self.decode.check()
@@ -128,8 +152,18 @@ def _resources(lm: LoadedModel, methods: Sequence[Method], corpus_outputs: Seque
         index = build_corpus_index(x.tokenizer, corpus_outputs, corpus_inputs, x.prompt_format) if with_corpus else None
         drafts = any(m.uses_tasc and m.model == kind for m in methods)  # the keys decode the whole vocabulary once
         keys = normalised_keys(x.tokenizer) if drafts and config.spec.normalise_context else None
-        out[kind] = Resources(x, index, draft, hybrid, config.spec, config.assist, keys)
+        out[kind] = Resources(x, index, draft, hybrid, config.spec, config.assist, keys,
+                              _llamacpp_engine(kind, x, methods, config), config.engine, corpus_outputs)
     return out
+
+
+def _llamacpp_engine(kind: str, lm: LoadedModel, methods: Sequence[Method], config: BenchConfig) -> Any:
+    """The llama.cpp engine of one model kind when one of its methods runs there, else None."""
+    if not any(runs_on_llamacpp(m, config.engine) and m.model == kind for m in methods):
+        return None
+    from tasc.spec.llamacpp_own import engine_for
+
+    return engine_for(lm.name, config.gguf if kind == BASE else None, config.gguf_type)
 
 
 def _cost_curves(methods: Sequence[Method], res: dict[str, Resources], config: BenchConfig,
@@ -140,7 +174,13 @@ def _cost_curves(methods: Sequence[Method], res: dict[str, Resources], config: B
     curves = {}
     for kind in sorted({m.model for m in methods if m.uses_tasc}):
         x = res[kind].lm
-        curves[kind] = measure_verify_costs(x.model, x.prompt_format.prompt_ids(x.tokenizer, prompt))
+        ids = x.prompt_format.prompt_ids(x.tokenizer, prompt)
+        if res[kind].loop_engine == LLAMACPP:  # our loop runs on llama.cpp: its own cost curve
+            from tasc.spec.llamacpp import measure_llamacpp_costs
+
+            curves[kind] = measure_llamacpp_costs(res[kind].llamacpp.context, ids)
+        else:
+            curves[kind] = measure_verify_costs(x.model, ids)
     return curves
 
 
@@ -164,17 +204,20 @@ def _time_methods(runners: dict[str, Any], prompt_ids: dict[str, list[list[int]]
 
 
 def _figures(runs: dict[str, list[MethodRun]], models: dict[str, LoadedModel], eos: int | None,
-             references: Sequence[Sequence[str]] | None) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
-    """Per method: summary figures (characters per second, quality, speed-ups against the greedy baselines) and answers."""
+             references: Sequence[Sequence[str]] | None, greedy: str = "greedy") -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """Per method: summary figures (characters per second, quality, speed-ups against the greedy baselines) and answers.
+
+    `greedy` names the method every answer is compared with (llama.cpp's own greedy on that engine).
+    """
     # Token ids compare within one tokenizer: the TASC-ft methods against the fine-tuned model's greedy.
-    reference = [r.tokens for r in runs["greedy"]]
+    reference = [r.tokens for r in runs[greedy]]
     ft_reference = [r.tokens for r in runs["tasc-ft"]] if "tasc-ft" in runs else reference
     figures = {m: summarise(runs[m], ft_reference if METHODS[m].model == FT else reference, eos) for m in runs}
     texts = {m: [models[m].tokenizer.decode(r.tokens, skip_special_tokens=True).strip() for r in runs[m]] for m in runs}
     for m in runs:  # characters per second compare methods whose tokenizers differ
         wall = figures[m]["wall_s"]
         figures[m]["chars_per_s"] = round(sum(map(len, texts[m])) / wall, 1) if wall else 0.0
-        figures[m]["identical_text_to_greedy"] = round(sum(a == b for a, b in zip(texts[m], texts["greedy"], strict=False)) / len(reference), 4)
+        figures[m]["identical_text_to_greedy"] = round(sum(a == b for a, b in zip(texts[m], texts[greedy], strict=False)) / len(reference), 4)
     if "greedy-loop" in runs:  # against our own one-token loop: on a GPU in bf16 a wide pass may round otherwise
         loop = [r.tokens for r in runs["greedy-loop"]]
         for m in runs:
@@ -200,7 +243,7 @@ def _lineup(config: BenchConfig, prompts: Sequence[str], references: Sequence[Se
         raise ValueError("no prompts to benchmark")
     if references is not None and len(references) != len(prompts):
         raise ValueError(f"got {len(references)} reference lists for {len(prompts)} prompts")
-    return [METHODS[m] for m in dict.fromkeys(["greedy", *config.methods])]
+    return [METHODS[m] for m in dict.fromkeys([REFERENCE[config.engine], *config.methods])]
 
 
 def _runner(method: Method, res: Resources, config: BenchConfig, curves: dict[str, tuple[float, ...]],
@@ -248,10 +291,13 @@ def run_bench(
     runners = {m.name: _runner(m, res[m.model], config, curves, prefixes.get(m.model)) for m in methods}
     ids = {kind: [r.lm.prompt_format.prompt_ids(r.lm.tokenizer, p) for p in prompts] for kind, r in res.items()}
     runs = _time_methods(runners, {m.name: ids[m.model] for m in methods}, config.warmup, on_progress, cancel)
-    figures, texts = _figures(runs, {m.name: res[m.model].lm for m in methods}, lm.eos_token_id, references)
+    figures, texts = _figures(runs, {m.name: res[m.model].lm for m in methods}, lm.eos_token_id, references, REFERENCE[config.engine])
+    llamacpp = res[BASE].llamacpp if BASE in res else None
     return {
         "model": lm.name,
         "device": lm.device,
+        "engine": config.engine,  # where our loop's methods ran
+        "llamacpp": llamacpp.describe() if llamacpp is not None else None,
         # the kernels of the model that ran, not of the machine: a GPU, bf16 or too-large model is not packed
         "machine": {**machine_info(), "cpu_linear": linear_kernels(lm.model)},
         "n_prompts": len(prompts),
@@ -284,7 +330,9 @@ def overlap_warning(prompt_refs: Sequence[str], corpus_outputs: Sequence[str]) -
 def format_table(report: dict[str, Any]) -> str:
     """The benchmark as a fixed-width text table."""
     header = f"{'method':<18}{'tok/s':>8}{'speedup':>9}{'vs pld':>8}{'tok/pass':>10}{'passes':>8}{'identical':>11}  quality"
-    lines = [f"model={report['model']} device={report['device']} prompts={report['n_prompts']} max_new_tokens={report['max_new_tokens']}", header]
+    engine = f" engine={report['engine']} gguf={Path(report['llamacpp']['gguf']).name}" if report.get("llamacpp") else ""
+    lines = [f"model={report['model']} device={report['device']}{engine} prompts={report['n_prompts']} max_new_tokens={report['max_new_tokens']}",
+             header]
     for name, fig in report["methods"].items():
         lines.append(
             f"{name:<18}{fig['tokens_per_s']:>8.1f}{fig['speedup']:>8.2f}x"

@@ -5,6 +5,8 @@ name means comes from `tasc.methods`; this module only times it:
     loop    our verify loop with the method's drafter (one drafter per run: its statistics keep learning)
     hf      transformers `generate`: greedy, prompt lookup (`pld`), or assisted by the draft model
     hybrid  one target pass, then the hybrid's decoder
+    llamacpp  llama.cpp's own `Llama.generate`: greedy, or with prompt lookup (`llamacpp-lookup`)
+With `Resources.loop_engine` LLAMACPP our loop's methods run on llama.cpp's low-level API instead.
 
 "Forward passes" counts the target's passes for every method (the draft model's own passes are part of
 its wall time; the hybrid makes one target pass).
@@ -19,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from tasc.core.models import LoadedModel
-from tasc.methods import HF, HYBRID, Method, Resources, build_drafter
+from tasc.methods import HF, HYBRID, LLAMACPP, Method, Resources, build_drafter
 from tasc.spec.decode import DecodeConfig, GenerationResult, PrefixCache, generate
 from tasc.spec.drafts import CONTEXT, CORPUS, DraftSource
 
@@ -93,10 +95,15 @@ def run_hf(lm: LoadedModel, prompt_ids: list[int], config: DecodeConfig, prefix:
 
 
 def run_loop(lm: LoadedModel, prompt_ids: list[int], drafter: DraftSource, config: DecodeConfig,
-             prefix: PrefixCache | None = None) -> MethodRun:
-    """Our verify loop with a drafter (NoDraft = our plain greedy loop)."""
+             prefix: PrefixCache | None = None, llamacpp: Any = None) -> MethodRun:
+    """Our verify loop with a drafter (NoDraft = our plain greedy loop); on llama.cpp when `llamacpp` (an engine) is given."""
     t0 = time.perf_counter()
-    result: GenerationResult = generate(lm.model, prompt_ids, drafter, config, lm.eos_token_id, prefix)
+    if llamacpp is not None:
+        from tasc.spec.llamacpp import llamacpp_generate
+
+        result: GenerationResult = llamacpp_generate(llamacpp.context, prompt_ids, drafter, config, lm.eos_token_id)
+    else:
+        result = generate(lm.model, prompt_ids, drafter, config, lm.eos_token_id, prefix)
     wall = time.perf_counter() - t0
     by_source = {CORPUS: 0, CONTEXT: 0}
     for step in result.steps:
@@ -110,6 +117,13 @@ def run_loop(lm: LoadedModel, prompt_ids: list[int], drafter: DraftSource, confi
         phases["accept"] += s.accept_s
         phases["update"] += s.update_s
     return MethodRun(result.tokens, wall, result.forward_passes, by_source, [len(s.tokens) for s in result.steps], phases)
+
+
+def run_own_llamacpp(method: Method, res: Resources, prompt_ids: list[int], config: DecodeConfig) -> MethodRun:
+    """llama.cpp's own decoding (llamacpp-greedy, llamacpp-lookup, ...): passes counted as its `eval` calls."""
+    eos = {res.lm.eos_token_id} if res.lm.eos_token_id is not None else set()
+    tokens, passes, wall = res.own_llamacpp(method).generate(prompt_ids, config.max_new_tokens, eos)
+    return MethodRun(tokens, wall, passes)
 
 
 def run_hybrid(res: Resources, prompt_ids: list[int], config: DecodeConfig) -> MethodRun:
@@ -145,5 +159,11 @@ def method_runner(method: Method, res: Resources, config: DecodeConfig, hf: HfSe
     if method.engine == HYBRID:
         res.check(method)
         return lambda ids: run_hybrid(res, ids, config)
+    if method.engine == LLAMACPP:
+        res.check(method)
+        if config.do_sample:
+            raise ValueError(f"method {method.name!r} is llama.cpp's greedy decoding: sampling is not benchmarked")
+        return lambda ids: run_own_llamacpp(method, res, ids, config)
     drafter = build_drafter(method, res)  # one per method for the whole run: its statistics keep learning
-    return lambda ids: run_loop(res.lm, ids, drafter, config, prefix)
+    on_llamacpp = res.llamacpp if res.loop_engine == LLAMACPP else None  # llama.cpp keeps its own prompt prefix
+    return lambda ids: run_loop(res.lm, ids, drafter, config, prefix, on_llamacpp)

@@ -7,8 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasc.commands.options import add_common, add_model_options, add_split_options, load_from_args, progress_bar
-from tasc.methods import DEFAULT_BENCH_METHODS, METHODS
+from tasc.commands.engine import add_engine_options
+from tasc.commands.options import (
+    add_common,
+    add_model_options,
+    add_split_options,
+    load_from_args,
+    progress_bar,
+    split_settings,
+)
+from tasc.methods import DEFAULT_BENCH_METHODS, LLAMACPP, LLAMACPP_BENCH_METHODS, METHODS
 
 
 def register(subparsers: Any) -> None:
@@ -20,7 +28,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--prompts", required=True, help="JSONL/CSV of held-out rows with an `input` column")
     p.add_argument("--n", type=int, default=50, help="number of prompts (default 50)")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--methods", default=",".join(DEFAULT_BENCH_METHODS), help=f"comma-separated, from: {', '.join(METHODS)}")
+    p.add_argument("--methods", help=f"comma-separated, from: {', '.join(METHODS)} (default: {','.join(DEFAULT_BENCH_METHODS)}; "
+                                     f"with --engine llamacpp: {','.join(LLAMACPP_BENCH_METHODS)})")
+    add_engine_options(p)
     p.add_argument("--shots", type=int, default=0, help="few-shot examples from the corpus (for models without a stored prompt format)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up prompts")
     p.add_argument("--html", help="plot file (default: next to --json, .html)")
@@ -39,27 +49,30 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-cuda-graphs", dest="graphs", action="store_false", default=None,
                    help="on a GPU, run our loop's passes eagerly (default: bucketed widths compiled as CUDA graphs)")
     p.add_argument("--ft-model", metavar="DIR", help="enriched fine-tuned model (tasc enrich + finetune) for tasc-ft, tasc-ft+spec")
-    add_split_options(p, (("--corpus-split", "part of --corpus to draft from (split by input)"),
-                          ("--prompts-split", "part of --prompts to answer (split by input)")))
+    add_split_options(p, (("--corpus-split", "part of --corpus to draft from (split as --split-by says)"),
+                          ("--prompts-split", "part of --prompts to answer (split as --split-by says)")))
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load model, corpus and prompts; run the benchmark; print the table; save the plots."""
     from tasc.bench.bench import BenchConfig, format_table, overlap_warning, run_bench
+    from tasc.bench.report import split_text
     from tasc.core.corpus import load_corpus, references_by_input, select_split
     from tasc.spec.decode import DecodeConfig
     from tasc.spec.drafts import SpecConfig
 
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    default = LLAMACPP_BENCH_METHODS if args.engine == LLAMACPP else DEFAULT_BENCH_METHODS
+    methods = tuple(m.strip() for m in (args.methods or ",".join(default)).split(",") if m.strip())
     config = BenchConfig(methods=methods, decode=DecodeConfig(args.max_new_tokens, static_cache=args.static_cache, graphs=args.graphs), warmup=args.warmup,
                          draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model,
                          cost_curve=args.cost_curve, prefix_cache=args.prefix_cache,
+                         engine=args.engine, gguf=args.gguf, gguf_type=args.gguf_type,
                          spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours)).check()
-    corpus = select_split(load_corpus(args.corpus), args.corpus_split, args.heldout_fraction, args.split_seed)
-    prompts = select_split(load_corpus(args.prompts), args.prompts_split, args.heldout_fraction, args.split_seed)
+    corpus = select_split(load_corpus(args.corpus), args.corpus_split, args.heldout_fraction, args.split_seed, args.split_by)
+    prompts = select_split(load_corpus(args.prompts), args.prompts_split, args.heldout_fraction, args.split_seed, args.split_by)
     if prompts.inputs is None:
         raise ValueError(f"{args.prompts} has no input column: the prompts file needs `input` values")
     # One prompt per distinct input (E2E repeats inputs with several references).
@@ -81,8 +94,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            corpus_inputs=corpus.inputs)
     finally:
         close()
-    report.update({"corpus": corpus.source, "prompts": prompts.source, "shots": args.shots, "warning": warning})
+    report.update({"corpus": corpus.source, "prompts": prompts.source, "split": split_settings(args), "shots": args.shots,
+                   "warning": warning})
     print(format_table(report))
+    print(split_text(report))
     html = args.html or (str(Path(args.json).with_suffix(".html")) if args.json else None)
     if html:
         from tasc.bench.plots import write_bench_html

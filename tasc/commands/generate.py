@@ -6,14 +6,16 @@ import argparse
 import sys
 from typing import Any, Iterable
 
+from tasc.commands.engine import add_engine_options, llamacpp_engine
 from tasc.commands.options import add_common, add_model_options, load_from_args
-from tasc.methods import FT, HF, METHODS
+from tasc.methods import FT, HF, LLAMACPP, METHODS, runs_on_llamacpp
 
 
 def register(subparsers: Any) -> None:
     """Add the `generate` parser."""
     p = subparsers.add_parser("generate", help="answer one input with a decoding method (plain greedy, TASC-spec, ...)")
     add_model_options(p)
+    add_engine_options(p)
     add_common(p)
     p.add_argument("input", help="the task input text")
     p.add_argument("--method", choices=list(METHODS), default="greedy-loop",
@@ -46,10 +48,11 @@ def _resources(args: argparse.Namespace, method: Any) -> Any:
             raise ValueError(f"--method {method.name} needs {needed[kind][0]} DIR")
     target = load_from_args(args)
     lm = load_from_args(args, args.ft_model) if method.model == FT else target
-    res = Resources(lm)
+    res = Resources(lm, llamacpp=llamacpp_engine(args, lm.name, [method], base=method.model != FT), loop_engine=args.engine)
     if method.needs_corpus:
         corpus = load_corpus(args.corpus)
         res.index = build_corpus_index(lm.tokenizer, corpus.outputs, corpus.inputs, lm.prompt_format)
+        res.corpus_outputs = corpus.outputs
     if method.needs == DRAFT_MODEL_DIR:
         from tasc.compare.draft_model import load_draft_model
 
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--method {method.name} runs transformers' greedy generate: --sample needs one of our loop's methods")
     res = _resources(args, method)
     ids = res.lm.prompt_format.prompt_ids(res.lm.tokenizer, args.input)
-    if method.engine == HF:  # transformers generate: the whole answer at once, its passes counted
+    if method.engine in (HF, LLAMACPP):  # transformers' or llama.cpp's own generate: the whole answer at once, its passes counted
         from tasc.bench.runs import method_runner
 
         run_ = method_runner(method, res, config)(ids)
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(res.lm.tokenizer.decode(tokens, skip_special_tokens=True))
     else:
         tokens, passes, accepted, elapsed = _stream(res.lm.tokenizer, step_stream(method, res, ids, config))
-    stats = {"method": method.name, "new_tokens": len(tokens), "forward_passes": passes, "accepted_draft_tokens": max(accepted, 0),
+    engine = LLAMACPP if runs_on_llamacpp(method, args.engine) else "torch"
+    stats = {"method": method.name, "engine": engine, "new_tokens": len(tokens), "forward_passes": passes, "accepted_draft_tokens": max(accepted, 0),
              "wall_s": round(elapsed, 3), "tokens_per_s": round(len(tokens) / elapsed, 2) if elapsed else 0.0}
     print(" ".join(f"{k}={v}" for k, v in stats.items()), file=sys.stderr)
     return {"input": args.input, "output": res.lm.tokenizer.decode(tokens, skip_special_tokens=True).strip(), **stats}

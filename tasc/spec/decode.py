@@ -528,6 +528,11 @@ def measure_verify_costs(model: Any, prompt_ids: Sequence[int], max_width: int =
             times.append(time.perf_counter() - t0)
             keep_cache_positions(cache, start, [])
         timed[width] = sorted(times[1:])[len(times[1:]) // 2]
+    return relative_costs(timed, max_width)
+
+
+def relative_costs(timed: dict[int, float], max_width: int) -> tuple[float, ...]:
+    """Cost of a pass of n = 1..max_width tokens relative to one token, interpolated between the timed widths."""
     widths = sorted(timed)
     costs = []
     for n in range(1, max_width + 1):

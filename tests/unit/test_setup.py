@@ -175,7 +175,7 @@ def test_make_skips_pip_once_the_stamp_matches(tmp_path):
 
 
 def test_requirements_are_pinned():
-    for name in ("requirements.txt", "requirements-dev.txt", "requirements-model.txt"):
+    for name in ("requirements.txt", "requirements-dev.txt", "requirements-model.txt", "requirements-llamacpp.txt"):
         for line in (ROOT / name).read_text().splitlines():
             line = line.split("#", 1)[0].strip()
             if line and not line.startswith("-r "):
