@@ -15,10 +15,14 @@ step runs/snips-ft.json finetune --model smollm2-135m --corpus $DATA/snips/train
 step runs/e2e-ft.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --out runs/e2e-ft --steps 200 --resume
 step runs/snips-eval.json evaluate --model runs/snips-ft --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/e2e-eval.json evaluate --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split heldout
+# Issue 21: the same recipe on a split that shares no restaurant name with training (whole names held out)
+step runs/e2e-ft-entity.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --out runs/e2e-ft-entity --steps 200 --resume
+step runs/e2e-eval-entity.json evaluate --model runs/e2e-ft-entity --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity
 
 METHODS=greedy,greedy-loop,pld,tasc-spec,tasc-corpus,tasc-context
 step runs/bench-snips-ft.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods $METHODS
 step runs/bench-e2e-ft.json bench --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --n "$N" --methods $METHODS
+step runs/bench-e2e-ft-entity.json bench --model runs/e2e-ft-entity --corpus $DATA/e2e/dev.jsonl --corpus-split train --prompts $DATA/e2e/dev.jsonl --prompts-split heldout --split-by entity --n "$N" --methods $METHODS
 
 # Comparison modes (issue 7): a trained draft model and the encoder -> small-decoder hybrid.
 step runs/snips-draft.json train-draft --target runs/snips-ft --corpus $DATA/snips/train.jsonl --layers 2 --hidden 256 --out runs/snips-draft --resume

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages
 EXAMPLE = "support_tickets.jsonl"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -42,10 +43,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(out: Path, port: int) -> subprocess.Popen:
+def start_app(out: Path, port: int, model: str | None, extra_env: dict[str, str]) -> subprocess.Popen:
     """`python app.py` with its own work folder; its log goes to out/app.log."""
-    env = {**os.environ, "TASC_APP_CACHE": str(out / "app_cache"), "GRADIO_SERVER_PORT": str(port),
+    env = {**os.environ, **extra_env, "TASC_APP_CACHE": str(out / "app_cache"), "GRADIO_SERVER_PORT": str(port),
            "GRADIO_SERVER_NAME": "127.0.0.1", "TASC_APP_TASK_MODEL": "auto"}
+    if model:
+        env["TASC_APP_MODEL"] = model
     log = (out / "app.log").open("w")
     return subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -121,10 +124,11 @@ def browser_races(url: str, repeats: int, max_new: int, shots_dir: Path | None) 
         slider.press("Enter")
         verdict = "() => document.querySelector('#verdict')?.innerText || ''"
         for i in range(repeats):
+            before = page.locator("#stats-right").inner_text()
             page.get_by_role("button", name="Run", exact=True).click()
-            page.wait_for_function(f"() => ({verdict})().includes('generating')")
-            page.wait_for_function(f"() => ({verdict})().includes('identical output')"
-                                   " && document.querySelector('#plot-hist .js-plotly-plot')")
+            page.wait_for_function(f"(before) => ({verdict})().includes('identical output')"
+                                   " && document.querySelector('#stats-right').innerText !== before"
+                                   " && document.querySelector('#plot-hist .js-plotly-plot')", arg=before)
             lt, rt = speeds(_stats_md(page, "left"), _stats_md(page, "right"))
             runs.append({"greedy_tok_s": lt, "spec_tok_s": rt, "speedup": rt / lt})
             if shots_dir and i == repeats - 1:
@@ -144,9 +148,9 @@ def bench_prompt(out: Path, prompt: str, model_dir: Path, max_new: int) -> dict[
     from studio.tab_corpus import split_corpus
     from tasc.core.corpus import load_example, write_jsonl
 
-    train, _ = split_corpus(load_example(EXAMPLE))
+    train, held = split_corpus(load_example(EXAMPLE))
     write_jsonl(train, out / "train.jsonl")
-    (out / "prompt.jsonl").write_text(json.dumps({"input": prompt, "output": ""}) + "\n", encoding="utf-8")
+    write_jsonl([pair for pair in held.pairs() if pair[0] == prompt][:1], out / "prompt.jsonl")
     cmd = [sys.executable, "-m", "tasc", "bench", "--model", str(model_dir), "--corpus", str(out / "train.jsonl"),
            "--prompts", str(out / "prompt.jsonl"), "--n", "1", "--warmup", "1", "--max-new-tokens", str(max_new),
            "--methods", "greedy,greedy-loop,greedy-static,pld,tasc-spec", "--json", str(out / "bench.json")]
@@ -162,6 +166,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--screenshots", type=Path, default=None, help="save the tabs' screenshots here")
     ap.add_argument("--task-model-timeout", type=float, default=900)
+    ap.add_argument("--app-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment of the app only (e.g. OMP_WAIT_POLICY=PASSIVE); repeatable")
+    ap.add_argument("--model", default=None, help="the app's base model (default: the app's default; a tiny one for a dry run)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.screenshots:
@@ -169,7 +176,8 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     t0 = time.monotonic()
-    app = start_app(args.out, port)
+    extra_env = dict(kv.split("=", 1) for kv in args.app_env)
+    app = start_app(args.out, port, args.model, extra_env)
     try:
         wait_http(url)
         served_s = time.monotonic() - t0
@@ -191,7 +199,7 @@ def main() -> None:
     bench_speedup = m["tasc-spec"]["tokens_per_s"] / greedy_best
     med = {side: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for side, runs in (("api", api), ("browser", browser))}
     report = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores", "prompt": prompt,
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores", "app_env": extra_env, "prompt": prompt,
         "max_new_tokens": args.max_new_tokens, "app_served_s": round(served_s, 1), "task_model_ready_s": round(ready_s, 1),
         "api": api, "browser": browser, "median": med,
         "browser_over_api_spec": med["browser"]["spec_tok_s"] / med["api"]["spec_tok_s"],

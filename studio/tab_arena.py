@@ -252,13 +252,14 @@ def arena_plots(lanes):
     else:
         tokens_title = "Tokens over time"
     per_pass = {lane.name: lane.step_s[1:] for lane in lanes}  # [0] is the prefill
-    medians = [f"{lane.name} {1000 * sorted(v)[len(v) // 2]:.0f} ms" for lane, v in zip(lanes, per_pass.values(), strict=True) if v]
-    latency_title = "A pass costs about the same with or without a draft: median " + ", ".join(medians)
-    hist_title = (f"Tokens per forward pass: {left.name} {ls['tokens_per_pass']:.1f}, "
-                  f"{right.name} {rs['tokens_per_pass']:.1f} on average")
+    lengths = {lane.name: lane.step_lengths[1:] for lane in lanes}
+    medians = [f"{name} {1000 * sorted(v)[len(v) // 2]:.0f} ms" for name, v in per_pass.items() if v]
+    latency_title = "Time per forward pass, median: " + ", ".join(medians)
+    means = [f"{name} {sum(v) / len(v):.1f}" for name, v in lengths.items() if v]
+    hist_title = "Tokens per forward pass (after the prefill), mean: " + ", ".join(means)
     return (cumulative_tokens({lane.name: lane.timeline() for lane in lanes}, tokens_title),
             step_latency(per_pass, latency_title),
-            acceptance_histogram({lane.name: lane.step_lengths[1:] for lane in lanes}, hist_title))
+            acceptance_histogram(lengths, hist_title))
 
 
 @dataclass
