@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's pa
 EXAMPLE = "support_tickets.jsonl"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
+SETTLE_S = 2.0  # pause before each browser race (a person reads the page between two clicks)
 TOKENS_PER_S = re.compile(r"\*\*([\d.]+) tokens/s\*\*")
 
 
@@ -77,7 +78,7 @@ def wait_task_model(client: Any, timeout_s: float) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         status, *_ = client.predict(None, api_name="/task_model_train")
-        if "ready" in status:
+        if "Task model ready" in status:
             return time.monotonic() - t0
         if "failed" in status:
             raise RuntimeError(status)
@@ -111,7 +112,7 @@ def browser_races(url: str, repeats: int, max_new: int, shots_dir: Path | None) 
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(300_000)
         page.goto(url)
-        page.locator("#task-model-status").get_by_text("ready").wait_for()
+        page.locator("#task-model-status").get_by_text("Task model ready").wait_for()
         if shots_dir:
             page.screenshot(path=str(shots_dir / "corpus.png"), full_page=True)
             page.get_by_role("tab", name="Vocabulary", exact=True).click()
@@ -124,11 +125,12 @@ def browser_races(url: str, repeats: int, max_new: int, shots_dir: Path | None) 
         slider.press("Enter")
         verdict = "() => document.querySelector('#verdict')?.innerText || ''"
         for i in range(repeats):
-            before = page.locator("#stats-right").inner_text()
+            time.sleep(SETTLE_S)  # as a presenter would: the page has drawn what it had to
             page.get_by_role("button", name="Run", exact=True).click()
-            page.wait_for_function(f"(before) => ({verdict})().includes('identical output')"
-                                   " && document.querySelector('#stats-right').innerText !== before"
-                                   " && document.querySelector('#plot-hist .js-plotly-plot')", arg=before)
+            # the old verdict goes first (the race streams "generating…"), then the new one arrives
+            page.wait_for_function(f"() => !({verdict})().includes('identical output')")
+            page.wait_for_function(f"() => ({verdict})().includes('identical output')"
+                                   " && document.querySelector('#plot-hist .js-plotly-plot')")
             lt, rt = speeds(_stats_md(page, "left"), _stats_md(page, "right"))
             runs.append({"greedy_tok_s": lt, "spec_tok_s": rt, "speedup": rt / lt})
             if shots_dir and i == repeats - 1:

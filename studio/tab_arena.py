@@ -15,7 +15,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
 
 import gradio as gr
 
@@ -52,9 +52,10 @@ tab) once it is ready, else the base model shown a few examples.
 BENCH_HELP = ("Times plain greedy (transformers and our loop), transformers' prompt lookup (`pld`) and "
               "TASC-spec on the same held-out prompts, in the same run (`python -m tasc bench`).")
 DEFAULT_METHOD = "tasc-spec"
-# The Arena streams at most this often. The browser that renders each update shares the machine's
-# cores with the model: at 20 updates a second it took ~40% of a 2-core machine's decoding speed.
-YIELD_EVERY_S = 0.25
+# The Arena streams at most this often. The browser that renders each update shares the machine's cores
+# with the model: measured on 2 cores (scripts/demo_timing.py), 20 updates a second cost ~40% of the
+# decoding speed, 4 a second ~30%, 2 a second 11-20%.
+YIELD_EVERY_S = 0.5
 BASE, TASK = "base", "task"  # the model picker's values besides the session's fine-tuned models' labels
 ACTIVE_GENERATIONS: dict[str, float] = {}  # Arena runs in flight (id -> start time); tests check it drains
 NO_DRAFT_MODEL = ("No draft model: train one in the Fine-tune tab (Comparison models), or start the app "
@@ -126,7 +127,7 @@ def model_choices(session) -> list[tuple[str, str]]:
     this session's fine-tuned models."""
     from studio import task_model
 
-    choices = [(f"task model (fine-tuned on the corpus, {task_model.CPU_STEPS}-step LoRA)", TASK)] \
+    choices = [("task model (LoRA fine-tuned on the corpus)", TASK)] \
         if session is not None and task_model.ready_path(session) else []
     choices.append(("base model (shown examples)", BASE))
     choices += [(m.label, m.label) for m in (session.models_of("finetuned") if session is not None else [])]
@@ -251,12 +252,13 @@ def arena_plots(lanes):
                         f"{left.name}: {ls['tokens']} in {ls['seconds']:.2f} s")
     else:
         tokens_title = "Tokens over time"
-    per_pass = {lane.name: lane.step_s[1:] for lane in lanes}  # [0] is the prefill
-    lengths = {lane.name: lane.step_lengths[1:] for lane in lanes}
+    per_pass = {lane.name: lane.step_s[1:] for lane in lanes}  # [0] is the prefill (the prompt's pass)
+    # every pass that wrote tokens, the prefill included (it verifies a first draft too), as the stats count them
+    lengths = {lane.name: [k for k in lane.step_lengths if k] for lane in lanes}
     medians = [f"{name} {1000 * sorted(v)[len(v) // 2]:.0f} ms" for name, v in per_pass.items() if v]
-    latency_title = "Time per forward pass, median: " + ", ".join(medians)
+    latency_title = "Median pass: " + " · ".join(medians)
     means = [f"{name} {sum(v) / len(v):.1f}" for name, v in lengths.items() if v]
-    hist_title = "Tokens per forward pass (after the prefill), mean: " + ", ".join(means)
+    hist_title = "Tokens per forward pass, mean: " + " · ".join(means)
     return (cumulative_tokens({lane.name: lane.timeline() for lane in lanes}, tokens_title),
             step_latency(per_pass, latency_title),
             acceptance_histogram(lengths, hist_title))
@@ -271,6 +273,7 @@ class Race:
     streams: list[Generator[Step, None, None]]
     note: str = ""  # said under the verdict (e.g. that the corpus index is a sample)
     model: str = ""  # which model answered, for the verdict
+    done: Callable[[], None] | None = None  # called when the race ends (gives the session its drafter back)
 
 
 def start_race(session, prompt: str, method: Method, choice: str | None, config: Any, shots: int) -> Race:
@@ -284,11 +287,35 @@ def start_race(session, prompt: str, method: Method, choice: str | None, config:
     # Both panes reuse their model's cached prompt prefix (system turn, examples): the race stays fair.
     left_ids, left_prefix = encode_prompt(session, left_lm, prompt, shots)
     right_ids, right_prefix = encode_prompt(session, right_lm, prompt, right_shots)
+    key, drafter = take_drafter(session, method, right_lm, res)
     streams = [speculative_steps(left_lm.model, left_ids, None, config, left_lm.eos_token_id, left_prefix),
-               step_stream(method, res, right_ids, config, right_prefix)]
+               step_stream(method, res, right_ids, config, right_prefix, drafter)]
     which = (f"Left: the base model; right: {model_title(session, choice)}." if left_lm is not right_lm
              else f"Both panes: {model_title(session, choice)}.")
-    return Race(method, (left_lm, right_lm), streams, sample_note(res.index), which)
+    return Race(method, (left_lm, right_lm), streams, sample_note(res.index), which,
+                functools.partial(return_drafter, session, key, drafter))
+
+
+def take_drafter(session, method: Method, lm, res: Resources) -> tuple[tuple[Any, ...] | None, Any]:
+    """(key, drafter) for `method` on `lm`: the one this session's earlier races trained (its acceptance
+    statistics carry over, as in the benchmark), else a new one; (None, None) outside our loop. A race
+    gives it back with `return_drafter` when it ends, so two races of one session never share one."""
+    from tasc.methods import LOOP, build_drafter
+
+    if method.engine != LOOP:
+        return None, None
+    # the drafter holds its index, so that id stays unique while it is kept; a new index starts afresh
+    key = (method.name, lm.name, id(res.index))
+    with session.lock:
+        drafter = session.drafters.pop(key, None)
+    return key, drafter if drafter is not None else build_drafter(method, res)
+
+
+def return_drafter(session, key: tuple[Any, ...] | None, drafter: Any) -> None:
+    """Keep a race's drafter for the session's next race."""
+    if key is not None and drafter is not None:
+        with session.lock:
+            session.drafters[key] = drafter
 
 
 def pane_html(lane, lm) -> str:
@@ -325,6 +352,8 @@ def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
     finally:
         for s in race.streams:
             s.close()  # frees the KV caches now, also when the client went away mid-stream
+        if race.done is not None:
+            race.done()
         ACTIVE_GENERATIONS.pop(run_id, None)
 
 
@@ -539,9 +568,11 @@ def wire(ui: ArenaTab, token: gr.State) -> None:
     """The Arena tab's listeners: Run/Stop, the benchmark's Run/Stop, the method picker refreshed on entry."""
     from studio.highlight import PANES_ID
 
+    # No progress overlay: its animated timer on every output repaints the page many times a second, and
+    # the browser's rendering took ~40% of the model's cores on a 2-core machine; the verdict says "generating…"
     arena_event = ui.run_btn.click(
         arena_run, [ui.prompt, ui.method, ui.model, ui.max_new, ui.shots, token], ui.outputs,
-        api_name="arena", concurrency_id="generate", concurrency_limit=generation_limit())
+        api_name="arena", concurrency_id="generate", concurrency_limit=generation_limit(), show_progress="hidden")
     ui.stop_btn.click(None, None, None, cancels=[arena_event], api_visibility="private")
     ui.tab.select(refresh_arena, [ui.model, token], [ui.method, ui.model], api_visibility="private")
     # drawn by the page alone (studio.highlight.ANSWER_CSS): no request, nothing re-rendered

@@ -218,11 +218,13 @@ def own_llamacpp_steps(method: Method, res: Resources, prompt_ids: Sequence[int]
 
 
 def step_stream(method: Method, res: Resources, prompt_ids: Sequence[int], config: DecodeConfig,
-                prefix: PrefixCache | None = None) -> Generator[Step, None, None]:
+                prefix: PrefixCache | None = None, drafter: DraftSource | None = None) -> Generator[Step, None, None]:
     """A method's answer as a stream of Steps (one per verify pass); not for HF methods.
 
     On llama.cpp (`runs_on_llamacpp`) our loop runs over its context; `prefix` is for the torch loop only
-    (a llama.cpp context keeps the shared prompt prefix in its own KV cache).
+    (a llama.cpp context keeps the shared prompt prefix in its own KV cache). `drafter`: one of
+    `build_drafter(method, res)` that answered earlier prompts (its acceptance statistics carry over, as
+    in the benchmark); default: a new one.
     """
     from tasc.spec.decode import speculative_steps
 
@@ -233,9 +235,9 @@ def step_stream(method: Method, res: Resources, prompt_ids: Sequence[int], confi
     if res.loop_engine == LLAMACPP:
         from tasc.spec.llamacpp import llamacpp_steps
 
-        drafter = build_drafter(method, res)
+        drafter = drafter or build_drafter(method, res)
         return llamacpp_steps(res.llamacpp.context, prompt_ids, drafter, config, res.lm.eos_token_id)
-    return speculative_steps(res.lm.model, prompt_ids, build_drafter(method, res), config, res.lm.eos_token_id, prefix)
+    return speculative_steps(res.lm.model, prompt_ids, drafter or build_drafter(method, res), config, res.lm.eos_token_id, prefix)
 
 
 def arena_methods(has_finetuned: bool, has_draft_model: bool, has_hybrid: bool) -> list[Method]:
