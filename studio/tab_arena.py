@@ -15,7 +15,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
 
 import gradio as gr
 
@@ -254,7 +254,7 @@ def arena_plots(lanes):
         tokens_title = "Tokens over time"
     per_pass = {lane.name: lane.step_s[1:] for lane in lanes}  # [0] is the prefill (the prompt's pass)
     # every pass that wrote tokens, the prefill included (it verifies a first draft too), as the stats count them
-    lengths = {lane.name: [k for k in lane.step_lengths if k] for lane in lanes}
+    lengths: dict[str, Sequence[int]] = {lane.name: [k for k in lane.step_lengths if k] for lane in lanes}
     medians = [f"{name} {1000 * sorted(v)[len(v) // 2]:.0f} ms" for name, v in per_pass.items() if v]
     latency_title = "Median pass: " + " · ".join(medians)
     means = [f"{name} {sum(v) / len(v):.1f}" for name, v in lengths.items() if v]
