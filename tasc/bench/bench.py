@@ -204,7 +204,8 @@ def _time_methods(runners: dict[str, Any], prompt_ids: dict[str, list[list[int]]
 
 
 def _figures(runs: dict[str, list[MethodRun]], models: dict[str, LoadedModel], eos: int | None,
-             references: Sequence[Sequence[str]] | None, greedy: str = "greedy") -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+             references: Sequence[Sequence[str]] | None, greedy: str = "greedy",
+             inputs: Sequence[str] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
     """Per method: summary figures (characters per second, quality, speed-ups against the greedy baselines) and answers.
 
     `greedy` names the method every answer is compared with (llama.cpp's own greedy on that engine).
@@ -228,7 +229,7 @@ def _figures(runs: dict[str, list[MethodRun]], models: dict[str, LoadedModel], e
         from tasc.bench.evaluate import score_answers
 
         for m in runs:
-            figures[m]["quality"] = score_answers(texts[m], references)
+            figures[m]["quality"] = score_answers(texts[m], references, inputs)  # faithfulness for data-to-text
     baseline = min(figures[m]["wall_s"] for m in runs if m in GREEDY_BASELINES)
     for fig in figures.values():
         fig["speedup"] = round(baseline / fig["wall_s"], 3) if fig["wall_s"] else 0.0
@@ -291,7 +292,8 @@ def run_bench(
     runners = {m.name: _runner(m, res[m.model], config, curves, prefixes.get(m.model)) for m in methods}
     ids = {kind: [r.lm.prompt_format.prompt_ids(r.lm.tokenizer, p) for p in prompts] for kind, r in res.items()}
     runs = _time_methods(runners, {m.name: ids[m.model] for m in methods}, config.warmup, on_progress, cancel)
-    figures, texts = _figures(runs, {m.name: res[m.model].lm for m in methods}, lm.eos_token_id, references, REFERENCE[config.engine])
+    figures, texts = _figures(runs, {m.name: res[m.model].lm for m in methods}, lm.eos_token_id, references,
+                              REFERENCE[config.engine], prompts)
     llamacpp = res[BASE].llamacpp if BASE in res else None
     return {
         "model": lm.name,

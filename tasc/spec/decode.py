@@ -480,18 +480,30 @@ def speculative_steps(
         _roll_back(cache, len(draft), path)
 
         # 5. Emit, stopping at EOS or the budget; tell the drafter what happened.
-        t_update = time.perf_counter()
-        emitted, sources, finished = _emit(draft, path, next_token, eos, config.max_new_tokens - produced)
-        n_acc = min(len(path), len(emitted))
-        drafter.update(emitted, n_acc)
-        produced += len(emitted)
-        head = [next_token]
-        now = time.perf_counter()
-        yield Step(emitted, n_acc, sources, draft.tokens, t_forward - t_draft, t_accept - t_forward, now - t0, finished,
-                   t_update - t_accept, now - t_update, setup_s)
-        setup_s = 0.0
-        if finished:
+        step = finish_pass(draft, path, next_token, eos, config.max_new_tokens - produced, drafter,
+                           (t0, t_draft, t_forward, t_accept), setup_s)
+        produced, head, setup_s = produced + len(step.tokens), [next_token], 0.0
+        yield step
+        if step.finished:
             return
+
+
+def finish_pass(draft: Draft, path: Sequence[int], next_token: int, eos: set[int], budget: int, drafter: DraftSource,
+                times: tuple[float, float, float, float], setup_s: float) -> Step:
+    """A verify pass's last part, shared by every loop: emit the accepted draft tokens (`path`) and the model's
+    next token, cut at EOS or the `budget`; tell the drafter; time the pass as a Step.
+
+    Args:
+        times: perf_counter readings (request start, drafting start, forward start, acceptance start).
+    """
+    t0, t_draft, t_forward, t_accept = times
+    t_update = time.perf_counter()
+    emitted, sources, finished = _emit(draft, list(path), next_token, eos, budget)
+    n_acc = min(len(path), len(emitted))
+    drafter.update(emitted, n_acc)
+    now = time.perf_counter()
+    return Step(emitted, n_acc, sources, draft.tokens, t_forward - t_draft, t_accept - t_forward, now - t0, finished,
+                t_update - t_accept, now - t_update, setup_s)
 
 
 def generate(model: Any, prompt_ids: Sequence[int], drafter: DraftSource | None = None, config: DecodeConfig | None = None,

@@ -35,10 +35,10 @@ from tasc.spec.decode import (
     DecodeConfig,
     GenerationResult,
     Step,
-    _emit,
     _sampler,
     accept_greedy,
     accept_sampling,
+    finish_pass,
     relative_costs,
 )
 from tasc.spec.drafts import Draft, DraftSource, NoDraft
@@ -225,17 +225,11 @@ def llamacpp_steps(
             n_acc, next_token = _accept(draft, logits, config, generator)
             engine.truncate(len(engine.cached) - (len(draft) - n_acc))
             # 5. Emit, stopping at EOS or the budget; tell the drafter.
-            t_update = time.perf_counter()
-            emitted, sources, finished = _emit(draft, list(range(n_acc)), next_token, eos, config.max_new_tokens - produced)
-            n_acc = min(n_acc, len(emitted))
-            drafter.update(emitted, n_acc)
-            produced += len(emitted)
-            head = [next_token]
-            now = time.perf_counter()
-            yield Step(emitted, n_acc, sources, draft.tokens, t_forward - t_draft, t_accept - t_forward, now - t0, finished,
-                       t_update - t_accept, now - t_update, setup_s)
-            setup_s = 0.0
-            if finished:
+            step = finish_pass(draft, range(n_acc), next_token, eos, config.max_new_tokens - produced, drafter,
+                               (t0, t_draft, t_forward, t_accept), setup_s)
+            produced, head, setup_s = produced + len(step.tokens), [next_token], 0.0
+            yield step
+            if step.finished:
                 return
 
 

@@ -90,6 +90,16 @@ def test_tasc_ft_methods_run_on_the_enriched_model(tiny_lm, tmp_path):
         run_bench(tiny_lm, prompts, corpus, BenchConfig(methods=("tasc-ft",)))
 
 
+def test_data_to_text_quality_includes_faithfulness(tiny_lm):
+    """Prompts that are attribute lists get the faithfulness scores beside BLEU, per method."""
+    prompts = ["name[Aromi], eatType[pub], area[riverside]", "name[Zizzi], food[Italian], area[city centre]"]
+    refs = [["Aromi is a pub by the riverside."], ["Zizzi serves Italian food in the city centre."]]
+    corpus = [r[0] for r in refs] * 3
+    config = BenchConfig(methods=("greedy", "greedy-loop", "tasc-spec"), decode=DecodeConfig(8), warmup=0)
+    quality = run_bench(tiny_lm, prompts, corpus, config, references=refs)["methods"]["tasc-spec"]["quality"]
+    assert quality["task"] == "text" and {"bleu", "faithful", "missing", "invented"} <= set(quality)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"methods": ("greedy", "nope")}, "unknown method 'nope'"),
     ({"decode": DecodeConfig(0)}, "max new tokens must be a whole number from 1 to 512"),
