@@ -73,8 +73,7 @@ class Session:
         task_model: folder of its corpus's task model (`studio.task_model`, shared by sessions with the same rows).
         task_model_shown: whether the page was told that the task model is ready (the Arena switched to it).
         cleanups: what to call when the session is dropped, by name (e.g. leave a shared task-model run).
-        drafters: the Arena's drafters by (method, model, index), kept between races so that their acceptance
-            statistics keep learning; one taken by a running race is out of the dict until it ends.
+        acceptance: the Arena drafters' acceptance statistics by (method, model), carried from race to race.
     """
 
     token: str
@@ -93,7 +92,7 @@ class Session:
     task_model: Path | None = None
     task_model_shown: bool = False
     cleanups: dict[str, Callable[[], None]] = field(default_factory=dict)
-    drafters: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    acceptance: dict[tuple[str, str], Any] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def busy(self) -> bool:
@@ -113,7 +112,7 @@ class Session:
         with self.lock:
             self.corpus, self.train, self.heldout = corpus, train, heldout
             self.task_model_shown = False  # studio.task_model.ensure sets task_model
-            self.drafters = {}
+            self.acceptance = {}
             self.mining = None
             self.finetune_request = self.compare_request = None
 

@@ -15,7 +15,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generator, Iterator, Sequence
 
 import gradio as gr
 
@@ -103,7 +103,7 @@ def offered_methods(session) -> list[Method]:
     from tasc.methods import arena_methods
 
     trained = trained_dirs(session)
-    tuned = session is not None and len(model_choices(session)) > 1
+    tuned = has_task_model(session) or bool(session is not None and session.models_of("finetuned"))
     return arena_methods(has_finetuned=tuned,
                          has_draft_model="draft" in trained, has_hybrid="hybrid" in trained)
 
@@ -122,13 +122,17 @@ def arena_method(name: str) -> Method:
     return method
 
 
+def has_task_model(session) -> bool:
+    """Whether the session's corpus has a task model ready (`studio.task_model`)."""
+    from studio import task_model
+
+    return session is not None and task_model.ready_path(session) is not None
+
+
 def model_choices(session) -> list[tuple[str, str]]:
     """(label, value) of the models the Arena can answer with: the task model once ready, the base model,
     this session's fine-tuned models."""
-    from studio import task_model
-
-    choices = [("task model (LoRA fine-tuned on the corpus)", TASK)] \
-        if session is not None and task_model.ready_path(session) else []
+    choices = [("task model (LoRA fine-tuned on the corpus)", TASK)] if has_task_model(session) else []
     choices.append(("base model (shown examples)", BASE))
     choices += [(m.label, m.label) for m in (session.models_of("finetuned") if session is not None else [])]
     return choices
@@ -136,9 +140,7 @@ def model_choices(session) -> list[tuple[str, str]]:
 
 def default_model(session) -> str:
     """The task model once it is ready, else the base model."""
-    from studio import task_model
-
-    return TASK if session is not None and task_model.ready_path(session) else BASE
+    return TASK if has_task_model(session) else BASE
 
 
 def model_named(session, choice: str | None):
@@ -177,7 +179,7 @@ def race_models(session, method: Method, choice: str | None) -> tuple[Any, Any, 
     if choice in (None, "", BASE):
         tuned = [m.label for m in session.models_of("finetuned")]
         choice = tuned[-1] if tuned else TASK
-        if choice == TASK and model_choices(session)[0][1] != TASK:
+        if choice == TASK and not has_task_model(session):
             raise gr.Error("No fine-tuned model yet: wait for the task model (Corpus tab) or train one in the Fine-tune tab.")
     return pool().get(), model_named(session, choice), choice
 
@@ -273,7 +275,6 @@ class Race:
     streams: list[Generator[Step, None, None]]
     note: str = ""  # said under the verdict (e.g. that the corpus index is a sample)
     model: str = ""  # which model answered, for the verdict
-    done: Callable[[], None] | None = None  # called when the race ends (gives the session its drafter back)
 
 
 def start_race(session, prompt: str, method: Method, choice: str | None, config: Any, shots: int) -> Race:
@@ -287,35 +288,29 @@ def start_race(session, prompt: str, method: Method, choice: str | None, config:
     # Both panes reuse their model's cached prompt prefix (system turn, examples): the race stays fair.
     left_ids, left_prefix = encode_prompt(session, left_lm, prompt, shots)
     right_ids, right_prefix = encode_prompt(session, right_lm, prompt, right_shots)
-    key, drafter = take_drafter(session, method, right_lm, res)
+    drafter = session_drafter(session, method, right_lm, res)
     streams = [speculative_steps(left_lm.model, left_ids, None, config, left_lm.eos_token_id, left_prefix),
                step_stream(method, res, right_ids, config, right_prefix, drafter)]
     which = (f"Left: the base model; right: {model_title(session, choice)}." if left_lm is not right_lm
              else f"Both panes: {model_title(session, choice)}.")
-    return Race(method, (left_lm, right_lm), streams, sample_note(res.index), which,
-                functools.partial(return_drafter, session, key, drafter))
+    return Race(method, (left_lm, right_lm), streams, sample_note(res.index), which)
 
 
-def take_drafter(session, method: Method, lm, res: Resources) -> tuple[tuple[Any, ...] | None, Any]:
-    """(key, drafter) for `method` on `lm`: the one this session's earlier races trained (its acceptance
-    statistics carry over, as in the benchmark), else a new one; (None, None) outside our loop. A race
-    gives it back with `return_drafter` when it ends, so two races of one session never share one."""
+def session_drafter(session, method: Method, lm, res: Resources) -> Any:
+    """A new drafter for `method` on `lm` that carries on the acceptance statistics this session's earlier races
+    learnt (as the benchmark's drafter does across prompts); None outside our loop (those build their own).
+
+    Only the statistics are kept, never the drafter: it holds a corpus index, whose memory the shared index
+    cache bounds (`studio.indexes`)."""
     from tasc.methods import LOOP, build_drafter
 
     if method.engine != LOOP:
-        return None, None
-    # the drafter holds its index, so that id stays unique while it is kept; a new index starts afresh
-    key = (method.name, lm.name, id(res.index))
-    with session.lock:
-        drafter = session.drafters.pop(key, None)
-    return key, drafter if drafter is not None else build_drafter(method, res)
-
-
-def return_drafter(session, key: tuple[Any, ...] | None, drafter: Any) -> None:
-    """Keep a race's drafter for the session's next race."""
-    if key is not None and drafter is not None:
+        return None
+    drafter = build_drafter(method, res)
+    if hasattr(drafter, "acceptance"):  # TASC's mixer; plain and draft-model drafters learn nothing across answers
         with session.lock:
-            session.drafters[key] = drafter
+            drafter.acceptance = session.acceptance.setdefault((method.name, lm.name), drafter.acceptance)
+    return drafter
 
 
 def pane_html(lane, lm) -> str:
@@ -352,8 +347,6 @@ def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
     finally:
         for s in race.streams:
             s.close()  # frees the KV caches now, also when the client went away mid-stream
-        if race.done is not None:
-            race.done()
         ACTIVE_GENERATIONS.pop(run_id, None)
 
 
@@ -413,10 +406,9 @@ def bench_table(report: dict[str, Any]):
     return pd.DataFrame(rows)
 
 
-def bench_model(session, choice: str | None, shots: int):
-    """The Arena's model (`model_named`); the base model's prompt format shows `shots` training examples first
-    (as `tasc bench --shots`)."""
-    lm = model_named(session, choice)
+def bench_model(session, lm, shots: int):
+    """The Arena's model `lm` for the benchmark: the base model's prompt format shows `shots` training examples
+    first (as `tasc bench --shots`)."""
     fmt = prompt_format(session, lm, shots)
     return lm if fmt is lm.prompt_format else dataclasses.replace(lm, prompt_format=fmt)
 
@@ -451,11 +443,11 @@ def run_benchmark(n_prompts: float, max_new_tokens: float, shots: float, model: 
         raise gr.Error("This corpus has no held-out inputs to benchmark on (it needs an input column).")
     config = bench_config(int(max_new_tokens))
     train = session.train
-    rows = corpus_index_for(session, model_named(session, model)).rows  # the Arena's budget and sample
+    arena_lm = model_named(session, model)
+    rows = corpus_index_for(session, arena_lm).rows  # the Arena's index: its budget and sample
     if rows is not None:
         train = train.subset(rows)
-    lm = bench_model(session, model, int(shots))
-    job = start_job("bench", in_foreground(run_bench), lm, prompts, train.outputs, config,
+    job = start_job("bench", in_foreground(run_bench), bench_model(session, arena_lm, int(shots)), prompts, train.outputs, config,
                     corpus_inputs=train.inputs, slot="bench")
     session.jobs["bench"] = job
 

@@ -99,3 +99,22 @@ def test_labelled_spans_one_piece_per_token_without_merge():
     assert pieces == [("a", "a"), ("", "b"), ("é", "a"), ("b", "b")]  # the completing token carries "é"
     with pytest.raises(ValueError, match="2 ids but 1 labels"):
         labelled_spans(tok.decode, [0, 1], ["a"])
+
+
+def test_a_session_carries_acceptance_statistics_between_races_but_keeps_no_drafter(tiny_lm):
+    """Each race gets a new drafter (no corpus index is pinned by the session) that learns on from the last one."""
+    import threading
+    import types
+
+    from studio.tab_arena import session_drafter
+    from tasc.methods import METHODS, Resources
+    from tasc.spec.drafts import build_corpus_index
+
+    session = types.SimpleNamespace(lock=threading.RLock(), acceptance={})
+    index = build_corpus_index(tiny_lm.tokenizer, ['{"intent": "PlayMusic"}'] * 4)
+    res = Resources(tiny_lm, index=index)
+    first = session_drafter(session, METHODS["tasc-spec"], tiny_lm, res)
+    second = session_drafter(session, METHODS["tasc-spec"], tiny_lm, res)
+    assert first is not second and second.acceptance is first.acceptance
+    assert list(session.acceptance) == [("tasc-spec", tiny_lm.name)]
+    assert session_drafter(session, METHODS["hybrid"], tiny_lm, res) is None  # not our loop: builds its own
