@@ -26,6 +26,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--enriched", metavar="DIR", help="an enriched model directory from `tasc enrich` (replaces --model)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
     p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--faithful-only", action="store_true",
+                   help="data-to-text (name[X], area[Y] inputs): train only on references that state every input "
+                        "attribute and invent none (a third of E2E's leave one out, and models learn to)")
     p.add_argument("--max-length", type=int, default=256, help="prompt + answer tokens per example")
     add_training_options(p, steps=200, steps_help="optimiser steps (default 200)", batch_size=8,
                          lr=None, lr_help="learning rate (default 2e-4 full, 1e-3 LoRA)",
@@ -43,6 +46,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     config.check()
     corpus = load_corpus_split(args.corpus, args)
+    if args.faithful_only:
+        from tasc.core.faithfulness import faithful_rows
+
+        corpus = faithful_rows(corpus)
+        print(f"training on {corpus.source}")
     on_progress, close = progress_bar("finetune")
     try:
         result = finetune(

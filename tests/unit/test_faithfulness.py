@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tasc.bench.evaluate import check_faithfulness, is_attribute_task, score_answers, score_faithfulness
+from tasc.bench.evaluate import score_answers
 from tasc.bench.report import quality_text, split_text
 from tasc.core.corpus import load_corpus, parse_attributes
+from tasc.core.errors import CorpusError
+from tasc.core.faithfulness import check_faithfulness, faithful_rows, is_attribute_task, score_faithfulness
 
 BLUE_SPICE = "name[Blue Spice], eatType[coffee shop], area[city centre]"
 
@@ -124,3 +126,24 @@ def test_e2e_references_score_high(data_dir):
     assert scores["faithful"] >= 0.65 and scores["invented"] <= 0.02, scores
     shuffled = c.outputs[1:] + c.outputs[:1]  # answers paired with the wrong inputs nearly never fit
     assert score_faithfulness(shuffled[::50], (c.inputs or [])[::50])["faithful"] < scores["faithful"]
+
+
+def test_faithful_rows_keeps_references_that_state_their_input(data_dir):
+    c = load_corpus(data_dir / "e2e" / "dev.jsonl")
+    kept = faithful_rows(c)
+    assert 0.6 * len(c) <= len(kept) < 0.75 * len(c), len(kept)
+    assert score_faithfulness(kept.outputs, kept.inputs or []) == {"faithful": 1.0, "missing": 0.0, "invented": 0.0}
+    assert f"faithful rows: {len(kept)} of {len(c)}" in kept.source
+    dropped = set(zip(c.inputs or [], c.outputs, strict=True)) - set(zip(kept.inputs or [], kept.outputs, strict=True))
+    assert all(score_faithfulness([o], [i])["faithful"] == 0.0 for i, o in list(dropped)[:50])
+
+
+def test_faithful_rows_refuses_what_it_cannot_check():
+    from tasc.core.corpus import Corpus, compute_stats
+
+    json_task = Corpus(['{"intent": "x"}'], ["play jazz"], "snips", compute_stats(['{"intent": "x"}'], ["play jazz"]))
+    with pytest.raises(CorpusError, match="attribute-list inputs"):
+        faithful_rows(json_task)
+    unfaithful = Corpus(["A pub."], [BLUE_SPICE], "e2e", compute_stats(["A pub."], [BLUE_SPICE]))
+    with pytest.raises(CorpusError, match="no output states"):
+        faithful_rows(unfaithful)
