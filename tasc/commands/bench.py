@@ -12,6 +12,8 @@ from tasc.commands.options import (
     add_common,
     add_model_options,
     add_split_options,
+    add_unseen_option,
+    apply_unseen,
     load_from_args,
     progress_bar,
     split_settings,
@@ -27,6 +29,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--corpus", required=True, help="task output corpus the drafts come from (jsonl/csv/tsv/txt)")
     p.add_argument("--prompts", required=True, help="JSONL/CSV of held-out rows with an `input` column")
     p.add_argument("--n", type=int, default=50, help="number of prompts (default 50)")
+    add_unseen_option(p, "prompts")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--methods", help=f"comma-separated, from: {', '.join(METHODS)} (default: {','.join(DEFAULT_BENCH_METHODS)}; "
                                      f"with --engine llamacpp: {','.join(LLAMACPP_BENCH_METHODS)})")
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours)).check()
     corpus = select_split(load_corpus(args.corpus), args.corpus_split, args.heldout_fraction, args.split_seed, args.split_by)
     prompts = select_split(load_corpus(args.prompts), args.prompts_split, args.heldout_fraction, args.split_seed, args.split_by)
+    prompts = apply_unseen(prompts, args)
     if prompts.inputs is None:
         raise ValueError(f"{args.prompts} has no input column: the prompts file needs `input` values")
     # One prompt per distinct input (E2E repeats inputs with several references).

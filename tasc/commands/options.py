@@ -105,6 +105,20 @@ def load_corpus_split(path: str, args: argparse.Namespace) -> Any:
     return select_split(load_corpus(path), args.split, args.heldout_fraction, args.split_seed, args.split_by)
 
 
+def add_unseen_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """--unseen-in: keep only the rows of `what` that share no entity with a training file."""
+    parser.add_argument("--unseen-in", metavar="CORPUS",
+                        help=f"keep only the {what} none of whose entities (slot values; E2E names) occurs in CORPUS, "
+                             "the training rows: inputs the model has never seen")
+
+
+def apply_unseen(corpus: Any, args: argparse.Namespace) -> Any:
+    """The rows of `corpus` that --unseen-in keeps (all without it)."""
+    from tasc.core.corpus import load_corpus, unseen_rows
+
+    return unseen_rows(corpus, load_corpus(args.unseen_in)) if args.unseen_in else corpus
+
+
 def split_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The --split options of a run, for its JSON (each part's label is its corpus `source`)."""
     parts = {k: v for k, v in vars(args).items() if k == "split" or k.endswith("_split")}

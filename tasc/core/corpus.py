@@ -563,6 +563,32 @@ def split_by_entity(corpus: Corpus, heldout_fraction: float = 0.1, seed: int = 0
     return corpus.subset(train), corpus.subset(held)
 
 
+def _entities(corpus: Corpus, rule: str, names: set[str]) -> list[set[str]]:
+    """Each row's entities as `split_by_entity` sees them: its name[...] and any near[...] that is one of
+    `names` (a restaurant's name, not a landmark), or its slot values."""
+    if rule == "name":
+        return [{v for a, v in parse_attributes(i) or [] if a == "name" or (a == "near" and v in names)}
+                for i in corpus.inputs or []]
+    return [set(slot_values(o) or []) for o in corpus.outputs]
+
+
+def unseen_rows(heldout: Corpus, train: Corpus) -> Corpus:
+    """The held-out rows none of whose entities occurs in `train` (a separate file, e.g. SNIPS valid against
+    train): for E2E-style inputs, no name[...] that any train input names; for JSON outputs, no slot value of
+    any train output. `CorpusError` when no row is left."""
+    rule = entity_rule(heldout)
+    if entity_rule(train) != rule:
+        raise CorpusError(f"{train.source} and {heldout.source} do not hold the same kind of entities")
+    names = {v for c in (train, heldout) for i in c.inputs or [] for a, v in parse_attributes(i) or [] if a == "name"}
+    seen = set().union(*_entities(train, rule, names))
+    keep = [i for i, row in enumerate(_entities(heldout, rule, names)) if row and not row & seen]
+    if not keep:
+        raise CorpusError(f"every row of {heldout.source} shares an entity with {train.source}")
+    part = heldout.subset(keep)
+    part.source = f"{heldout.source} (entities unseen in {train.source}: {len(keep)} of {len(heldout)} rows)"
+    return part
+
+
 SPLITS = ("all", "train", "heldout")
 
 

@@ -184,3 +184,22 @@ def test_split_settings_for_the_run_json():
                                       "--prompts-split", "heldout", "--split-by", "entity"])
     assert split_settings(args) == {"corpus_split": "train", "prompts_split": "heldout", "by": "entity",
                                     "heldout_fraction": 0.1, "seed": 0}
+
+
+def test_unseen_rows_keep_only_entities_the_training_file_lacks(data_dir):
+    from tasc.core.corpus import unseen_rows
+
+    train = load_corpus(data_dir / "snips" / "train.jsonl")
+    valid = load_corpus(data_dir / "snips" / "valid.jsonl")
+    unseen = unseen_rows(valid, train)
+    seen = {v for o in train.outputs for v in slot_values(o) or []}
+    assert 20 <= len(unseen) < len(valid) // 4, len(unseen)
+    assert all(slot_values(o) and not set(slot_values(o) or []) & seen for o in unseen.outputs)
+    assert f"{len(unseen)} of {len(valid)} rows" in unseen.source
+    e2e = load_corpus(data_dir / "e2e" / "dev.jsonl")
+    e2e_train, e2e_held = split_by_entity(e2e, 0.1, seed=0)
+    assert len(unseen_rows(e2e_held, e2e_train)) == len(e2e_held)  # the entity split already shares no name
+    with pytest.raises(CorpusError, match="every row"):
+        unseen_rows(e2e_train, e2e_train)
+    with pytest.raises(CorpusError, match="same kind"):
+        unseen_rows(valid, e2e)
