@@ -77,17 +77,21 @@ class LlamaCppEngine:
     path: Path
     n_ctx: int = DEFAULT_N_CTX
     threads: int | None = None
-    _context: LlamaCppContext | None = None
+    _contexts: dict[str, LlamaCppContext] = field(default_factory=dict)
     _own: dict[str, OwnDecoding] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def context(self) -> LlamaCppContext:
         """The low-level context our verify loop drives."""
+        return self.context_for("main")
+
+    def context_for(self, name: str) -> LlamaCppContext:
+        """A context of its own for `name` (one answer at a time each: the Arena's two panes take two)."""
         with self._lock:
-            if self._context is None:
-                self._context = LlamaCppContext(self.path, self.n_ctx, self.threads)
-            return self._context
+            if name not in self._contexts:
+                self._contexts[name] = LlamaCppContext(self.path, self.n_ctx, self.threads)
+            return self._contexts[name]
 
     def own(self, kind: str = "greedy", make_draft: Callable[[], Any] | None = None) -> OwnDecoding:
         """llama.cpp's own decoding of one kind ("greedy", "lookup", ...), made once with `make_draft()`'s draft model."""

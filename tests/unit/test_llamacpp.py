@@ -143,3 +143,17 @@ def test_cost_curve_is_measured_on_llama_cpp_and_leaves_the_cache_as_it_was(enri
     costs = measure_llamacpp_costs(context, ids, max_width=9, reps=3)
     assert len(costs) == 9 and costs[0] == 1.0 and all(c >= 0 for c in costs)  # times of a busy machine: shape only
     assert context.cached == ids
+
+
+def test_evaluate_on_llama_cpp_scores_the_same_answers(tiny_lm, tmp_path):
+    """`tasc evaluate --engine llamacpp`: the tiny model's answers on llama.cpp equal transformers' answers."""
+    from tasc.bench.evaluate import evaluate
+    from tasc.core.corpus import Corpus, compute_stats
+
+    inputs, outputs = ["play jazz", "book a table", "play rock"], ['{"a": 1}', '{"b": 2}', '{"c": 3}']
+    heldout = Corpus(outputs, inputs, "tiny", compute_stats(outputs, inputs))
+    gguf = export_gguf(tiny_lm.name, tmp_path / "tiny-f32.gguf")
+    on_torch = evaluate(tiny_lm, heldout, max_new_tokens=12, draft_corpus=heldout)
+    on_llama = evaluate(tiny_lm, heldout, max_new_tokens=12, draft_corpus=heldout, llamacpp=LlamaCppEngine(gguf, n_ctx=256))
+    assert [a["output"] for a in on_llama["answers"]] == [a["output"] for a in on_torch["answers"]]
+    assert on_llama["engine"] == "llamacpp (tiny-f32.gguf)" and on_torch["engine"] == "torch"

@@ -38,6 +38,8 @@ def test_cli_takes_engine_options_and_export():
     assert (args.engine, args.gguf, args.gguf_type, args.methods) == ("llamacpp", "shipped", "f32", None)
     args = parser.parse_args(["generate", "hi", "--engine", "llamacpp", "--gguf-type", "bf16"])
     assert (args.engine, args.gguf_type) == ("llamacpp", "bf16")
+    args = parser.parse_args(["evaluate", "--corpus", "c", "--engine", "llamacpp", "--gguf-type", "q8_0"])
+    assert (args.engine, args.gguf_type) == ("llamacpp", "q8_0")
     args = parser.parse_args(["export", "--gguf", "out.gguf", "--type", "q8_0"])
     assert (args.gguf, args.gguf_type, args.model) == ("out.gguf", "q8_0", "smollm2-135m")
     with pytest.raises(SystemExit):
