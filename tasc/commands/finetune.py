@@ -43,14 +43,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = FinetuneConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, lora=args.lora, lora_rank=args.lora_rank,
         save_every=args.save_every, save_every_s=args.save_every_s, max_length=args.max_length, seed=args.seed,
+        faithful_only=args.faithful_only,
     )
     config.check()
     corpus = load_corpus_split(args.corpus, args)
-    if args.faithful_only:
-        from tasc.core.faithfulness import faithful_rows
-
-        corpus = faithful_rows(corpus)
-        print(f"training on {corpus.source}")
     on_progress, close = progress_bar("finetune")
     try:
         result = finetune(

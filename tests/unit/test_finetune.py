@@ -171,3 +171,19 @@ def test_cli_bad_input_is_one_line(tiny_model_dir, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "error:" in err and "outputs only" in err and "Traceback" not in err
+
+
+def test_faithful_only_trains_on_references_that_state_their_input(tiny_model_dir, tmp_path):
+    """--faithful-only: the unfaithful rows (an attribute left out, one invented) never reach training."""
+    from tasc.core.corpus import Corpus, compute_stats
+
+    rows = [("name[Aromi], eatType[pub], area[riverside]", "Aromi is a pub by the river."),
+            ("name[Aromi], eatType[pub], area[riverside]", "Aromi is a pub."),  # area missing
+            ("name[Zizzi], food[Italian]", "Zizzi serves Italian food."),
+            ("name[Zizzi], food[Italian]", "Zizzi is a cheap Italian pub.")]  # price and eatType invented
+    inputs, outputs = [i for i, _ in rows], [o for _, o in rows]
+    e2e = Corpus(outputs, inputs, "e2e-like", compute_stats(outputs, inputs))
+    config = FinetuneConfig(steps=2, batch_size=2, faithful_only=True)
+    result = finetune(str(tiny_model_dir), e2e, tmp_path / "faithful", config, device="cpu")
+    assert result["train_rows"] == 2 and "faithful rows: 2 of 4" in result["corpus"]
+    assert result["config"]["faithful_only"] is True
