@@ -111,11 +111,39 @@ def store():
 
 
 @functools.cache
-def pool():
+def pool() -> Any:
     """The shared, read-only models (one per process)."""
     from studio.model_pool import ModelPool
 
     return ModelPool(app_model())
+
+
+MAX_GGUF_FILES = 4  # exported GGUFs kept on disk for the Arena's llama.cpp engine (f32 SmolLM2: 540 MB each)
+
+
+def llamacpp_available() -> bool:
+    """Whether llama-cpp-python is installed (the Arena then offers the llama.cpp engine)."""
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def _arena_engine(spec: str) -> Any:
+    """A model's llama.cpp engine (its f32 GGUF exported once), keeping at most MAX_GGUF_FILES exports on disk."""
+    from tasc.spec.llamacpp_own import engine_for
+
+    engine = engine_for(spec)
+    exported = sorted(engine.path.parent.glob("*.gguf"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in [p for p in exported if p != engine.path][MAX_GGUF_FILES - 1:]:
+        old.unlink(missing_ok=True)  # an engine still using it keeps its mapping
+    engine.path.touch()  # the newest use first
+    return engine
+
+
+@functools.cache
+def llamacpp_engines() -> Any:
+    """The Arena's llama.cpp engines, one per model and shared (the base model's and at most two others)."""
+    from studio.model_pool import ModelPool
+
+    return ModelPool(app_model(), max_extra=2, loader=_arena_engine)
 
 
 def model_label(spec: str) -> str:

@@ -10,29 +10,31 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
-from tasc.core.models import LoadedModel, load_model
+from tasc.core.models import load_model
+
+M = TypeVar("M")
 
 
-class ModelPool:
+class ModelPool(Generic[M]):
     """Thread-safe, bounded cache of loaded models keyed by model spec.
 
     Args:
         base: the spec that is never evicted (the app's base model).
         max_extra: how many other models stay loaded.
-        loader: `load_model`-like function (tests pass a fake).
+        loader: `load_model`-like function (tests pass a fake; the Arena's llama.cpp engines pass `engine_for`).
     """
 
-    def __init__(self, base: str, max_extra: int = 2, loader: Callable[..., LoadedModel] = load_model) -> None:
+    def __init__(self, base: str, max_extra: int = 2, loader: Callable[[str], M] = load_model) -> None:  # type: ignore[assignment]
         self.base = base
         self.max_extra = max_extra
         self._loader = loader
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[str, M] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
-    def get(self, spec: str | None = None) -> LoadedModel:
+    def get(self, spec: str | None = None) -> M:
         """The loaded model for `spec` (default: the base model), loading it on first use."""
         spec = spec or self.base
         with self._lock:

@@ -26,6 +26,8 @@ from studio.app_state import (
     generation_limit,
     gpu,
     heldout_inputs,
+    llamacpp_available,
+    llamacpp_engines,
     pool,
     require_corpus,
     session_for,
@@ -33,7 +35,19 @@ from studio.app_state import (
 )
 from studio.indexes import corpus_index_for, sample_note
 from tasc.core.corpus import check_text
-from tasc.methods import DEFAULT_BENCH_METHODS, DRAFT_MODEL_DIR, FT, HYBRID, HYBRID_DIR, METHODS, Method, Resources
+from tasc.methods import (
+    DEFAULT_BENCH_METHODS,
+    DRAFT_MODEL_DIR,
+    FT,
+    HYBRID,
+    HYBRID_DIR,
+    LLAMACPP,
+    LOOP,
+    METHODS,
+    TORCH,
+    Method,
+    Resources,
+)
 
 if TYPE_CHECKING:
     from tasc.spec.decode import Step
@@ -56,6 +70,8 @@ DEFAULT_METHOD = "tasc-spec"
 # with the model: measured on 2 cores (scripts/demo_timing.py), 20 updates a second cost ~40% of the
 # decoding speed, 4 a second ~30%, 2 a second 11-20%.
 YIELD_EVERY_S = 0.5
+# Where both panes run: PyTorch (transformers), or llama.cpp on the model's f32 GGUF (when llama-cpp-python is installed)
+ENGINE_CHOICES = [("PyTorch (transformers)", TORCH), ("llama.cpp (GGUF f32)", LLAMACPP)]
 BASE, TASK = "base", "task"  # the model picker's values besides the session's fine-tuned models' labels
 ACTIVE_GENERATIONS: dict[str, float] = {}  # Arena runs in flight (id -> start time); tests check it drains
 NO_DRAFT_MODEL = ("No draft model: train one in the Fine-tune tab (Comparison models), or start the app "
@@ -277,11 +293,15 @@ class Race:
     model: str = ""  # which model answered, for the verdict
 
 
-def start_race(session, prompt: str, method: Method, choice: str | None, config: Any, shots: int) -> Race:
-    """Plain greedy (left) and `method`'s Step stream (right) on `prompt`, with the models `race_models` picks."""
+def start_race(session, prompt: str, method: Method, choice: str | None, config: Any, shots: int,
+               engine: str = TORCH) -> Race:
+    """Plain greedy (left) and `method`'s Step stream (right) on `prompt`, with the models `race_models` picks,
+    both on `engine` (TORCH or LLAMACPP)."""
     from tasc.methods import step_stream
     from tasc.spec.decode import speculative_steps
 
+    if engine == LLAMACPP and method.engine != LOOP:
+        raise gr.Error(f"{method.label} runs on PyTorch only; llama.cpp runs our verify loop's methods.")
     left_lm, right_lm, choice = race_models(session, method, choice)
     res = resources_for(session, method, right_lm)
     right_shots = 0 if method.engine == HYBRID else shots  # the hybrid learnt the prompt format without examples
@@ -289,10 +309,19 @@ def start_race(session, prompt: str, method: Method, choice: str | None, config:
     left_ids, left_prefix = encode_prompt(session, left_lm, prompt, shots)
     right_ids, right_prefix = encode_prompt(session, right_lm, prompt, right_shots)
     drafter = session_drafter(session, method, right_lm, res)
-    streams = [speculative_steps(left_lm.model, left_ids, None, config, left_lm.eos_token_id, left_prefix),
-               step_stream(method, res, right_ids, config, right_prefix, drafter)]
+    if engine == LLAMACPP:
+        from tasc.spec.llamacpp import llamacpp_steps
+
+        res.llamacpp, res.loop_engine = llamacpp_engines().get(right_lm.name), LLAMACPP
+        left_context = llamacpp_engines().get(left_lm.name).context_for("greedy")  # the right pane has its own
+        left = llamacpp_steps(left_context, left_ids, None, config, left_lm.eos_token_id)
+    else:
+        left = speculative_steps(left_lm.model, left_ids, None, config, left_lm.eos_token_id, left_prefix)
+    streams = [left, step_stream(method, res, right_ids, config, right_prefix, drafter)]
     which = (f"Left: the base model; right: {model_title(session, choice)}." if left_lm is not right_lm
              else f"Both panes: {model_title(session, choice)}.")
+    if engine == LLAMACPP:
+        which += " Engine: llama.cpp (f32 GGUF)."
     return Race(method, (left_lm, right_lm), streams, sample_note(res.index), which)
 
 
@@ -337,7 +366,11 @@ def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
     ACTIVE_GENERATIONS[run_id] = time.time()
     try:
         with FOREGROUND.running():
-            last = 0.0
+            # The page learns that the race started before the first pass, and then hears nothing for
+            # YIELD_EVERY_S: a short answer (TASC-spec writes 36 tokens in ~0.2 s) runs without the browser
+            # repainting beside it on the same cores.
+            yield *panes(lanes), "*generating…*", gr.skip(), gr.skip(), gr.skip()
+            last = time.perf_counter()
             for _ in interleave(lanes, race.streams):  # the lanes advance in place
                 if time.perf_counter() - last >= YIELD_EVERY_S:
                     last = time.perf_counter()
@@ -353,13 +386,14 @@ def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
 @gpu(duration=120)
 @user_errors
 def arena_run(prompt: str, method: str, model: str | None, max_new_tokens: float, shots: float,
-              token: str | None, request: gr.Request):
+              engine: str | None, token: str | None, request: gr.Request):
     """Stream plain greedy (left) and the chosen method (right) on one prompt, step by step.
 
     `method` is a registry name ("tasc-spec", "tasc-context", "tasc-ft", "tasc-ft+spec", "draft-model",
     "draft-model+tasc", "hybrid"); the picker shows their labels. `model` is "task" (the corpus's task
     model), "base" (the base model, shown `shots` examples) or a fine-tuned model's label; None: the task
-    model once it is ready, else the base model.
+    model once it is ready, else the base model. `engine`: "torch" (default) or "llamacpp" (both panes on
+    llama.cpp; our loop's methods only, when llama-cpp-python is installed).
     """
     from tasc.spec.decode import DecodeConfig
 
@@ -370,12 +404,17 @@ def arena_run(prompt: str, method: str, model: str | None, max_new_tokens: float
         raise gr.Error(f"The prompt has {len(prompt):,} characters; the Arena takes at most {MAX_PROMPT_CHARS:,}.")
     if model is not None and not isinstance(model, str):
         raise gr.Error(f"The model must be named by its label (text), got {type(model).__name__}.")
+    engine = engine or TORCH
+    if engine not in (TORCH, LLAMACPP):
+        raise gr.Error(f"The engine must be {TORCH!r} or {LLAMACPP!r}, got {str(engine)[:40]!r}.")
+    if engine == LLAMACPP and not llamacpp_available():
+        raise gr.Error("llama.cpp is not installed on this server (pip install -r requirements-llamacpp.txt).")
     chosen = arena_method(method)
     session = session_for(token, request)
     if chosen.needs_corpus:
         require_corpus(session)
     config = DecodeConfig(max_new_tokens=int(max_new_tokens)).check()  # its ValueError is the user's message
-    yield from run_race(start_race(session, prompt, chosen, model, config, int(shots)))
+    yield from run_race(start_race(session, prompt, chosen, model, config, int(shots), engine))
 
 
 def model_update(session, current: str | None = None) -> Any:
@@ -478,6 +517,7 @@ class ArenaTab:
     model: gr.Dropdown
     max_new: gr.Slider
     shots: gr.Slider
+    engine: gr.Dropdown
     run_btn: gr.Button
     stop_btn: gr.Button
     outputs: list[Any]  # left, left stats, right, right stats, verdict, three plots: what `arena_run` yields
@@ -489,8 +529,8 @@ class ArenaTab:
 
 
 def _request_rows() -> tuple[gr.Textbox, gr.Dropdown, gr.Dropdown, gr.Dropdown, gr.Slider, gr.Slider,
-                            gr.Button, gr.Button]:
-    """Prompt, held-out picker, method, fine-tuned model, max new tokens, shots, Run and Stop."""
+                            gr.Dropdown, gr.Button, gr.Button]:
+    """Prompt, held-out picker, method, fine-tuned model, max new tokens, shots, engine, Run and Stop."""
     from tasc.spec.decode import MAX_NEW_TOKENS
 
     with gr.Row():
@@ -505,10 +545,12 @@ def _request_rows() -> tuple[gr.Textbox, gr.Dropdown, gr.Dropdown, gr.Dropdown, 
         max_new = gr.Slider(8, MAX_NEW_TOKENS, value=96, step=8, label="Max new tokens", scale=1, elem_id="arena-max-new")
         shots = gr.Slider(0, 4, value=2, step=1, label="Examples in the prompt", scale=1,
                           info="task examples shown to the base model first")
+        engine = gr.Dropdown(ENGINE_CHOICES, value=TORCH, label="Engine (both panes)", scale=1, elem_id="arena-engine",
+                             visible=llamacpp_available(), allow_custom_value=True)  # the handler checks
     with gr.Row():
         run_btn = gr.Button("Run", variant="primary")
         stop_btn = gr.Button("Stop", variant="stop")
-    return prompt, heldout, method, model, max_new, shots, run_btn, stop_btn
+    return prompt, heldout, method, model, max_new, shots, engine, run_btn, stop_btn
 
 
 def _race_outputs() -> tuple[list[Any], gr.Checkbox]:
@@ -563,7 +605,7 @@ def wire(ui: ArenaTab, token: gr.State) -> None:
     # No progress overlay: its animated timer on every output repaints the page many times a second, and
     # the browser's rendering took ~40% of the model's cores on a 2-core machine; the verdict says "generating…"
     arena_event = ui.run_btn.click(
-        arena_run, [ui.prompt, ui.method, ui.model, ui.max_new, ui.shots, token], ui.outputs,
+        arena_run, [ui.prompt, ui.method, ui.model, ui.max_new, ui.shots, ui.engine, token], ui.outputs,
         api_name="arena", concurrency_id="generate", concurrency_limit=generation_limit(), show_progress="hidden")
     ui.stop_btn.click(None, None, None, cancels=[arena_event], api_visibility="private")
     ui.tab.select(refresh_arena, [ui.model, token], [ui.method, ui.model], api_visibility="private")

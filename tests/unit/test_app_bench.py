@@ -7,6 +7,8 @@ The handlers run in-process on the tiny model (no server); the CLI side calls `r
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from studio import app_state, tab_arena, tab_corpus
@@ -84,12 +86,12 @@ def test_arena_takes_registry_names_and_the_library_bound(app_on_tiny_model):
 
     token = tab_corpus.use_example(EXAMPLE, None, None)[0]
     with pytest.raises(gr.Error, match="Unknown method .*choose one of: tasc-spec, tasc-context, tasc-ft"):
-        list(tab_arena.arena_run("hello", "TASC-spec (drafts from the corpus and the prompt)", None, 16, 0, token, None))
+        list(tab_arena.arena_run("hello", "TASC-spec (drafts from the corpus and the prompt)", None, 16, 0, None, token, None))
     with pytest.raises(gr.Error, match="Unknown method 'pld'"):  # a registry method the Arena does not race
-        list(tab_arena.arena_run("hello", "pld", None, 16, 0, token, None))
+        list(tab_arena.arena_run("hello", "pld", None, 16, 0, None, token, None))
     with pytest.raises(gr.Error, match=f"from 1 to {MAX_NEW_TOKENS}, got {MAX_NEW_TOKENS + 8}"):
-        list(tab_arena.arena_run("hello", "tasc-spec", None, MAX_NEW_TOKENS + 8, 0, token, None))
-    *_, final = tab_arena.arena_run("hello", "tasc-context", None, 8, 0, token, None)
+        list(tab_arena.arena_run("hello", "tasc-spec", None, MAX_NEW_TOKENS + 8, 0, None, token, None))
+    *_, final = tab_arena.arena_run("hello", "tasc-context", None, 8, 0, None, token, None)
     assert "identical output ✓" in final[4]
 
 
@@ -108,3 +110,24 @@ def test_arena_picker_offers_registry_methods_up_to_the_library_bound(monkeypatc
     assert picker.value == "tasc-spec"
     sliders = [b for b in blocks if isinstance(b, gr.Slider) and b.label == "Max new tokens"]
     assert [s.maximum for s in sliders] == [MAX_NEW_TOKENS]
+
+
+def test_arena_races_on_llama_cpp(app_on_tiny_model, tmp_path, monkeypatch):
+    """The Arena's engine choice: both panes on llama.cpp (the tiny model's f32 GGUF), same answer as PyTorch's."""
+    import gradio as gr
+
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: pip install -r requirements-llamacpp.txt")
+    monkeypatch.setenv("TASC_HOME", str(tmp_path / "home"))
+    app_state.llamacpp_engines.cache_clear()
+    token = tab_corpus.use_example(EXAMPLE, None, None)[0]
+    prompt = heldout_inputs(app_state.store().get(token))[0]
+    *_, on_torch = tab_arena.arena_run(prompt, "tasc-spec", "base", 16, 0, "torch", token, None)
+    *_, on_llama = tab_arena.arena_run(prompt, "tasc-spec", "base", 16, 0, "llamacpp", token, None)
+    assert "identical output ✓" in on_llama[4] and "Engine: llama.cpp" in on_llama[4]
+    # the answer's text, legend left out: drafts differ (the session learnt from the first race), answers not
+    text = lambda pane: re.sub(r"<[^>]+>", "", re.sub(r'<div class="tasc-legend">.*?</div>', "", pane))  # noqa: E731
+    assert text(on_llama[0]) == text(on_torch[0]) == text(on_llama[2]) == text(on_torch[2]) != ""
+    assert len(list((tmp_path / "home" / "gguf").glob("*.gguf"))) == 1  # exported once
+    with pytest.raises(gr.Error, match="engine must be"):
+        list(tab_arena.arena_run(prompt, "tasc-spec", "base", 16, 0, "vllm", token, None))
+    app_state.llamacpp_engines.cache_clear()
