@@ -170,7 +170,7 @@ def finetune_stream(session, job, progress) -> Iterator[tuple[Any, ...]]:
 
 def _finetune_request(session, base_model: str, method: str, steps: int, lr: float | None) -> FinetuneRequest:
     """The fine-tune a Start asks for (checked): which model, which settings, which folder."""
-    from tasc.ft.finetune import FinetuneConfig
+    from tasc.ft.finetune import FinetuneConfig, faithful_by_default
 
     if not 1 <= steps <= MAX_STEPS:
         raise gr.Error(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
@@ -182,7 +182,7 @@ def _finetune_request(session, base_model: str, method: str, steps: int, lr: flo
     spec = str(enriched[base_model].path) if base_model in enriched else app_model()
     lora = method.startswith("LoRA")
     config = FinetuneConfig(steps=steps, lora=lora, learning_rate=lr, save_every=max(1, min(50, steps // 4 or 1)),
-                            log_every=max(1, steps // 50))
+                            log_every=max(1, steps // 50), faithful_only=faithful_by_default(session.train))
     return FinetuneRequest(spec, config, session.workdir / "models" / f"ft-{secrets.token_hex(4)}", lora)
 
 

@@ -77,6 +77,14 @@ class FinetuneConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
 
 
+def faithful_by_default(corpus: Corpus) -> bool:
+    """Whether the app's recipes train `corpus` on its faithful rows only: data-to-text from E2E-style attribute
+    lists, where that measured fewer invented and dropped attributes on unseen names (README, issue 21)."""
+    from tasc.core.faithfulness import is_attribute_task
+
+    return corpus.inputs is not None and is_attribute_task(corpus.inputs)
+
+
 @dataclass
 class Example:
     """One training example: token ids and labels (-100 on the prompt)."""

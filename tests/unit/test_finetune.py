@@ -187,3 +187,13 @@ def test_faithful_only_trains_on_references_that_state_their_input(tiny_model_di
     result = finetune(str(tiny_model_dir), e2e, tmp_path / "faithful", config, device="cpu")
     assert result["train_rows"] == 2 and "faithful rows: 2 of 4" in result["corpus"]
     assert result["config"]["faithful_only"] is True
+
+
+def test_the_apps_recipes_train_data_to_text_on_faithful_rows(data_dir):
+    from studio.task_model import recipe
+    from tasc.core.corpus import load_corpus
+    from tasc.ft.finetune import faithful_by_default
+
+    e2e, snips = load_corpus(data_dir / "e2e" / "dev.jsonl"), load_corpus(data_dir / "snips" / "valid.jsonl")
+    assert faithful_by_default(e2e) and not faithful_by_default(snips)
+    assert recipe(False, e2e).faithful_only and not recipe(True, snips).faithful_only
