@@ -131,3 +131,15 @@ def test_arena_races_on_llama_cpp(app_on_tiny_model, tmp_path, monkeypatch):
     with pytest.raises(gr.Error, match="engine must be"):
         list(tab_arena.arena_run(prompt, "tasc-spec", "base", 16, 0, "vllm", token, None))
     app_state.llamacpp_engines.cache_clear()
+
+
+def test_a_race_says_it_started_then_stays_quiet_for_the_update_interval(app_on_tiny_model, monkeypatch):
+    """The page hears of a race before its first pass, and no update follows within YIELD_EVERY_S: a short
+    answer runs without the browser repainting beside it (only the final frame carries the verdict)."""
+    monkeypatch.setattr(tab_arena, "YIELD_EVERY_S", 1e9)
+    token = tab_corpus.use_example(EXAMPLE, None, None)[0]
+    frames = list(tab_arena.arena_run("hello", "tasc-spec", "base", 16, 0, None, token, None))
+    assert len(frames) == 2
+    first, final = frames
+    assert first[4] == "*generating…*" and "tk" not in first[0] and "tk" not in first[2]  # empty panes
+    assert "identical output ✓" in final[4]
