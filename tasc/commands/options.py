@@ -142,9 +142,10 @@ def split_texts(args: argparse.Namespace) -> tuple[list[str], list[str] | None]:
 
 def mining_config(args: argparse.Namespace) -> Any:
     """The MiningConfig of the mining options."""
+    from tasc.core.corpus import entity_names, load_corpus
     from tasc.ft.ngrams import MiningConfig
 
-    config = MiningConfig(budget=args.budget, rounds=args.rounds)
+    config = MiningConfig(budget=args.budget, rounds=args.rounds, entities=tuple(entity_names(load_corpus(args.corpus))))
     config.check()
     return config
 

@@ -572,6 +572,30 @@ def _entities(corpus: Corpus, rule: str, names: set[str]) -> list[set[str]]:
     return [set(slot_values(o) or []) for o in corpus.outputs]
 
 
+MAX_ENTITY_NAMES = 10_000  # bounds what mining checks candidates against (a hostile upload may hold many)
+
+
+def entity_names(corpus: Corpus) -> list[str]:
+    """The open-class names an attribute-list corpus's outputs copy from its inputs (E2E's name[...] and
+    near[...] values), most frequent first; [] for other corpora (a JSON task's values are guarded apart)."""
+    if corpus.inputs is None or entity_rule_or_none(corpus) != "name":
+        return []
+    counts: dict[str, int] = {}
+    for i in corpus.inputs:
+        for a, v in parse_attributes(i) or []:
+            if a in ("name", "near") and v:
+                counts[v] = counts.get(v, 0) + 1
+    return sorted(counts, key=lambda v: -counts[v])[:MAX_ENTITY_NAMES]
+
+
+def entity_rule_or_none(corpus: Corpus) -> str | None:
+    """`entity_rule`, or None where the corpus has no entities to split by."""
+    try:
+        return entity_rule(corpus)
+    except CorpusError:
+        return None
+
+
 def unseen_rows(heldout: Corpus, train: Corpus) -> Corpus:
     """The held-out rows none of whose entities occurs in `train` (a separate file, e.g. SNIPS valid against
     train): for E2E-style inputs, no name[...] that any train input names; for JSON outputs, no slot value of
