@@ -27,6 +27,22 @@ step runs/snips-lr2e4-380.json finetune --model smollm2-135m --corpus $DATA/snip
 step runs/snips-lr2e4-380-valid.json evaluate --model runs/snips-lr2e4-380 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/snips-lr2e4-380-unseen.json evaluate --model runs/snips-lr2e4-380 --corpus $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/snips-ft-unseen.json evaluate --model runs/snips-ft --corpus $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/snips-enr-560.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-enr-560 --steps 560 --lr 2e-4 --resume
+step runs/snips-enr-560-valid.json evaluate --model runs/snips-enr-560 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/snips-enr-560-unseen.json evaluate --model runs/snips-enr-560 --corpus $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/bench-snips-unseen.json bench --model runs/snips-lr2e4-380 --ft-model runs/snips-enr-560 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --n 67 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
+# E2E TASC-ft on the entity split: the vocabulary mined from the train part's outputs only (written to a temporary file).
+E2E_TRAIN=$(mktemp --suffix .jsonl)
+"$PY" -c "import sys; from tasc.core.corpus import load_corpus, select_split, write_jsonl; write_jsonl(select_split(load_corpus(sys.argv[1]), 'train', 0.1, 0, 'entity'), sys.argv[2])" $DATA/e2e/dev.jsonl "$E2E_TRAIN"
+step runs/e2e-entity-enriched.json enrich "$E2E_TRAIN" --model smollm2-135m --budget 300 --out runs/e2e-entity-enriched
+step runs/e2e-faithful-enr-200.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr-200 --steps 200 --resume
+step runs/e2e-faithful-enr-200-entity.json evaluate --model runs/e2e-faithful-enr-200 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+step runs/bench-e2e-entity.json bench --model runs/e2e-faithful-200 --ft-model runs/e2e-faithful-enr-200 --corpus $DATA/e2e/dev.jsonl --prompts $DATA/e2e/dev.jsonl --corpus-split train --prompts-split heldout --split-by entity --n 50 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
+# Issue 20: TASC on llama.cpp with f32, bf16 and q8_0 weights, then the same prompts on our PyTorch loop.
+for T in f32 bf16 q8_0; do
+  step runs/bench-snips-llamacpp-$T.json bench --engine llamacpp --gguf-type $T --model runs/snips-lr2e4-380 --ft-model runs/snips-enr-560 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 50 --methods llamacpp-greedy,llamacpp-lookup,llamacpp-lookup-corpus,tasc-spec,tasc-ft,tasc-ft+spec
+done
+step runs/bench-snips-torch-recipe21.json bench --model runs/snips-lr2e4-380 --ft-model runs/snips-enr-560 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 50 --methods greedy,greedy-loop,greedy-static,pld,tasc-spec,tasc-ft,tasc-ft+spec
 
 METHODS=greedy,greedy-loop,pld,tasc-spec,tasc-corpus,tasc-context
 step runs/bench-snips-ft.json bench --model runs/snips-ft --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods $METHODS
