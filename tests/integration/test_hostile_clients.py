@@ -152,7 +152,7 @@ def test_a_session_flood_is_rate_limited_and_never_evicts_a_sessions_models(tiny
         assert all("Too many new sessions from your address (at most 10 a minute)" in r for r in refused)
         assert len(app.store()) <= 6
         # an evicted session hears why, once
-        event, data = call(ra.url, "arena", [PROMPT, "tasc-spec", None, 16, 0], accepted[0])[-1]
+        event, data = call(ra.url, "arena", [PROMPT, "tasc-spec", None, 16, 0, None], accepted[0])[-1]
         assert event == "error" and "Your session was removed to make room for new visitors" in texts(data)
 
 

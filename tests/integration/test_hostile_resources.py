@@ -186,9 +186,9 @@ def test_a_lone_surrogate_in_an_arena_prompt_is_refused(served):
     session = uuid.uuid4().hex  # one Gradio session: a corpus first, as a visitor would
     event, summary = raw_call(served.url, "use_example", ["support_tickets.jsonl"], session)
     assert event == "complete" and "support_tickets.jsonl" in summary
-    message = raw_refused(served.url, "arena", ["my order \udc00 never arrived", "tasc-spec", None, 16, 0], session)
+    message = raw_refused(served.url, "arena", ["my order \udc00 never arrived", "tasc-spec", None, 16, 0, None], session)
     assert "The prompt contains a lone surrogate" in message
-    event, _ = raw_call(served.url, "arena", [PROMPT, "tasc-spec", None, 16, 0], session)  # the session still works
+    event, _ = raw_call(served.url, "arena", [PROMPT, "tasc-spec", None, 16, 0, None], session)  # the session still works
     assert event == "complete"
     arena_works(Client(served.url, verbose=False))
 
