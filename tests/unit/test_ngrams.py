@@ -271,6 +271,9 @@ def test_holds_an_entity():
     assert holds_an_entity("Browns Cambridge", words) and holds_an_entity(" near Café Brazil", words)
     assert holds_an_entity("The Cambridge", words) and not holds_an_entity(" is a coffee shop", words)
     assert not holds_an_entity("The ", words) and not holds_an_entity("Browns", frozenset())
+    assert holds_an_entity("The Cambr", words) and holds_an_entity(" near Bra", words)  # a name cut short
+    assert holds_an_entity("idge is a", words) and holds_an_entity(" is a Ca", frozenset({"Cambridge"}))
+    assert not holds_an_entity(" near the", words) and not holds_an_entity(" Blueberry", words - {"Blue"})
 
 
 def test_mined_tokens_never_hold_a_name():
