@@ -12,11 +12,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import queue
 import secrets
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generator, Iterator, Sequence
 
@@ -352,26 +349,10 @@ def pane_html(lane, lm) -> str:
     return answer_html(lane.token_pieces(lm.tokenizer, [lm.eos_token_id]))
 
 
-RACE_TIMEOUT_S = 600.0  # longest wait for the next frame of a race (a pass takes well under a second)
-_DONE = object()  # a race's last frame has been sent
-
-
-@functools.cache
-def race_threads() -> ThreadPoolExecutor:
-    """The threads the Arena's races run in, one race each and reused.
-
-    A race runs whole in one of them: Gradio moves a streaming handler to a new pool thread at each update,
-    and the pass after a move paid 30-55 ms (the new thread's OpenMP team, cold caches), about 8% of a
-    one-second race. Threads that live on keep their OpenMP teams.
-    """
-    return ThreadPoolExecutor(max_workers=generation_limit(), thread_name_prefix="arena-race")
-
-
 def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
     """Stream both panes (at most every YIELD_EVERY_S), then the verdict and the plots; frees the caches at the end.
 
-    The passes run in one thread of `race_threads()`; this generator relays its frames. Background training
-    parks while the race runs (`studio.foreground`): the race is timed alone.
+    Background training parks while the race runs (`studio.foreground`): the race is timed alone.
     """
     from studio.arena import Lane
     from studio.arena import race as interleave
@@ -381,58 +362,25 @@ def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
         return tuple(x for lane, lm in zip(lanes, race.models, strict=True) for x in (pane_html(lane, lm), lane_stats(lane)))
 
     lanes = [Lane("plain greedy"), Lane(race.method.label.split(" (")[0])]  # the method's short name
-    frames: queue.Queue[Any] = queue.Queue()
-    stop = threading.Event()
-
-    def drive() -> None:
-        """Advance the lanes to the end (or to a stop), putting a frame every YIELD_EVERY_S, then _DONE."""
-        try:
-            last = time.perf_counter()
-            for _ in interleave(lanes, race.streams):  # the lanes advance in place
-                if stop.is_set():
-                    return
-                if time.perf_counter() - last >= YIELD_EVERY_S:
-                    last = time.perf_counter()
-                    frames.put(panes(lanes))
-        except Exception as exc:  # the handler re-raises it (a user error becomes the user's message)
-            frames.put(exc)
-        finally:
-            for s in race.streams:
-                s.close()  # frees the KV caches now, also when the client went away mid-stream
-            frames.put(_DONE)
-
     run_id = secrets.token_hex(6)
     ACTIVE_GENERATIONS[run_id] = time.time()
-    future = None
     try:
         with FOREGROUND.running():
             # The page learns that the race started before the first pass, and then hears nothing for
             # YIELD_EVERY_S: a short answer (TASC-spec writes 36 tokens in ~0.2 s) runs without the browser
             # repainting beside it on the same cores.
             yield *panes(lanes), "*generating…*", gr.skip(), gr.skip(), gr.skip()
-            future = race_threads().submit(drive)
-            while (frame := _next_frame(frames)) is not _DONE:
-                if isinstance(frame, Exception):
-                    raise frame
-                yield *frame, "*generating…*", gr.skip(), gr.skip(), gr.skip()
+            last = time.perf_counter()
+            for _ in interleave(lanes, race.streams):  # the lanes advance in place
+                if time.perf_counter() - last >= YIELD_EVERY_S:
+                    last = time.perf_counter()
+                    yield *panes(lanes), "*generating…*", gr.skip(), gr.skip(), gr.skip()
         said = "\n\n".join(x for x in (verdict(lanes, race.method), race.model, race.note) if x)
         yield *panes(lanes), said, *arena_plots(lanes)
     finally:
-        stop.set()
-        if future is not None:
-            future.result(timeout=RACE_TIMEOUT_S)  # the race's thread has closed its streams
-        else:
-            for s in race.streams:
-                s.close()
+        for s in race.streams:
+            s.close()  # frees the KV caches now, also when the client went away mid-stream
         ACTIVE_GENERATIONS.pop(run_id, None)
-
-
-def _next_frame(frames: queue.Queue[Any]) -> Any:
-    """The race's next frame, _DONE or its error; gr.Error when none comes within RACE_TIMEOUT_S."""
-    try:
-        return frames.get(timeout=RACE_TIMEOUT_S)
-    except queue.Empty:
-        raise gr.Error(f"The race sent nothing for {RACE_TIMEOUT_S:.0f} s; please run it again.") from None
 
 
 @gpu(duration=120)

@@ -144,26 +144,3 @@ def test_a_race_says_it_started_then_stays_quiet_for_the_update_interval(app_on_
     assert first[4] == "*generating…*" and "tk" not in first[0] and "tk" not in first[2]  # empty panes
     assert "identical output ✓" in final[4]
 
-
-def test_a_race_runs_all_its_passes_in_one_thread(app_on_tiny_model, monkeypatch):
-    """Gradio moves a streaming handler between pool threads at each update; the race's passes must not follow
-    (a new thread pays for its own OpenMP team): they run in one thread of `race_threads()`."""
-    import threading
-
-    from studio import arena
-
-    threads: list[int] = []
-    original = arena.race
-
-    def recording(lanes, streams):
-        for lanes_now in original(lanes, streams):
-            threads.append(threading.get_ident())
-            yield lanes_now
-
-    monkeypatch.setattr(arena, "race", recording)
-    monkeypatch.setattr(tab_arena, "YIELD_EVERY_S", 0.0)  # a frame after every pass
-    token = tab_corpus.use_example(EXAMPLE, None, None)[0]
-    frames = list(tab_arena.arena_run("hello", "tasc-spec", "base", 16, 0, None, token, None))
-    assert len(frames) > 3 and "identical output ✓" in frames[-1][4]
-    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
-    assert not tab_arena.ACTIVE_GENERATIONS
