@@ -309,19 +309,18 @@ def start_race(session, prompt: str, method: Method, choice: str | None, config:
     left_ids, left_prefix = encode_prompt(session, left_lm, prompt, shots)
     right_ids, right_prefix = encode_prompt(session, right_lm, prompt, right_shots)
     drafter = session_drafter(session, method, right_lm, res)
+    which = (f"Left: the base model; right: {model_title(session, choice)}." if left_lm is not right_lm
+             else f"Both panes: {model_title(session, choice)}.")
     if engine == LLAMACPP:
         from tasc.spec.llamacpp import llamacpp_steps
 
         res.llamacpp, res.loop_engine = llamacpp_engines().get(right_lm.name), LLAMACPP
         left_context = llamacpp_engines().get(left_lm.name).context_for("greedy")  # the right pane has its own
         left = llamacpp_steps(left_context, left_ids, None, config, left_lm.eos_token_id)
+        which += " Engine: llama.cpp (f32 GGUF)."
     else:
         left = speculative_steps(left_lm.model, left_ids, None, config, left_lm.eos_token_id, left_prefix)
     streams = [left, step_stream(method, res, right_ids, config, right_prefix, drafter)]
-    which = (f"Left: the base model; right: {model_title(session, choice)}." if left_lm is not right_lm
-             else f"Both panes: {model_title(session, choice)}.")
-    if engine == LLAMACPP:
-        which += " Engine: llama.cpp (f32 GGUF)."
     return Race(method, (left_lm, right_lm), streams, sample_note(res.index), which)
 
 

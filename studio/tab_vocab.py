@@ -116,19 +116,25 @@ def mined_rounds(job) -> list[dict[str, Any]]:
     return [{**rows[r], "round": r} for r in sorted(rows)]
 
 
+def mining_config(session, budget: float, rounds: float) -> Any:
+    """The mining settings of a request: the sliders, and the names the session's corpus inputs hold."""
+    from tasc.core.corpus import entity_names
+    from tasc.ft.ngrams import MiningConfig
+
+    return MiningConfig(budget=int(budget), rounds=int(rounds), entities=tuple(entity_names(session.train)))
+
+
 @user_errors
 def vocab_mine(budget: float, rounds: float, token: str | None, request: gr.Request, progress=gr.Progress()):  # noqa: B008  (Gradio injects it)
     """Mine the training outputs for the strings worth a token of their own (no model change yet), as a job:
     compression per round as it goes, Stop, and a client that leaves cancels it."""
     from studio.jobs import start_job
     from studio.plots import compression_rounds, mined_bars
-    from tasc.core.corpus import entity_names
-    from tasc.ft.ngrams import MiningConfig
     from tasc.ft.vocab import TokenizerSegmenter
 
     session = session_for(token, request)
     require_corpus(session)
-    config = MiningConfig(budget=int(budget), rounds=int(rounds), entities=tuple(entity_names(session.train)))
+    config = mining_config(session, budget, rounds)
     config.check()  # its ValueError is the user's message
     earlier = session.jobs.get("mine")
     if earlier is not None and not earlier.finished:
@@ -208,13 +214,11 @@ def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Re
     """Mine, add the strings to the base model's tokenizer, initialise their embeddings, save the model."""
     from studio.jobs import start_job
     from studio.plots import compression_rounds
-    from tasc.core.corpus import entity_names
-    from tasc.ft.ngrams import MiningConfig
     from tasc.ft.vocab import enrich
 
     session = session_for(token, request)
     require_corpus(session)
-    config = MiningConfig(budget=int(budget), rounds=int(rounds), entities=tuple(entity_names(session.train)))
+    config = mining_config(session, budget, rounds)
     out_dir = session.workdir / "models" / f"enriched-{secrets.token_hex(4)}"
     job = start_job("enrich", enrich, app_model(), session.train.outputs, out_dir, config,
                     heldout=_heldout_outputs(session), slot="enrich")

@@ -11,8 +11,7 @@ from tasc.commands.options import (
     add_mining_options,
     format_rounds,
     format_table,
-    mining_config,
-    split_texts,
+    mining_setup,
 )
 
 
@@ -35,8 +34,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tasc.core.progress import Progress
     from tasc.ft.vocab import enrich
 
-    config = mining_config(args)
-    texts, heldout = split_texts(args)
+    config, texts, heldout = mining_setup(args)
     bar = tqdm(total=config.rounds, desc="enrich", unit="round", file=sys.stderr)
 
     def on_progress(p: Progress) -> None:

@@ -11,8 +11,7 @@ from tasc.commands.options import (
     add_mining_options,
     format_rounds,
     format_table,
-    mining_config,
-    split_texts,
+    mining_setup,
 )
 
 
@@ -36,8 +35,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
-    config = mining_config(args)
-    texts, heldout = split_texts(args)
+    config, texts, heldout = mining_setup(args)
     bar = tqdm(total=config.rounds, desc="mine", unit="round", file=sys.stderr)
 
     def on_progress(p: Progress) -> None:

@@ -125,29 +125,24 @@ def split_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {**parts, "by": args.split_by, "heldout_fraction": args.heldout_fraction, "seed": args.split_seed}
 
 
-def split_texts(args: argparse.Namespace) -> tuple[list[str], list[str] | None]:
-    """(texts to mine, held-out texts or None) from the mining options."""
-    from tasc.core.corpus import load_corpus, split_by_input
+def mining_setup(args: argparse.Namespace) -> tuple[Any, list[str], list[str] | None]:
+    """The MiningConfig of the mining options (its `entities` from the corpus's inputs), the texts to mine, and the
+    held-out texts or None; the corpus is read once."""
+    from tasc.core.corpus import entity_names, load_corpus, split_by_input
+    from tasc.ft.ngrams import MiningConfig
 
+    config = MiningConfig(budget=args.budget, rounds=args.rounds)
+    config.check()
     if not 0.0 <= args.heldout < 1.0:
         raise ValueError(f"--heldout must be in [0, 1), got {args.heldout}")
     corpus = load_corpus(args.corpus)
+    config.entities = tuple(entity_names(corpus))
     if args.valid:
-        return corpus.outputs, load_corpus(args.valid).outputs
+        return config, corpus.outputs, load_corpus(args.valid).outputs
     if args.heldout == 0:
-        return corpus.outputs, None
+        return config, corpus.outputs, None
     train, heldout = split_by_input(corpus, args.heldout, seed=0)
-    return train.outputs, heldout.outputs
-
-
-def mining_config(args: argparse.Namespace) -> Any:
-    """The MiningConfig of the mining options."""
-    from tasc.core.corpus import entity_names, load_corpus
-    from tasc.ft.ngrams import MiningConfig
-
-    config = MiningConfig(budget=args.budget, rounds=args.rounds, entities=tuple(entity_names(load_corpus(args.corpus))))
-    config.check()
-    return config
+    return config, train.outputs, heldout.outputs
 
 
 # ---------------------------------------------------------------------------------------------

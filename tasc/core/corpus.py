@@ -508,12 +508,7 @@ def _entity_groups(corpus: Corpus, rule: str) -> tuple[list[list[int]], str]:
 
     first: dict[tuple[str, str], int] = {}  # entity key -> first row holding it
     inputs = corpus.inputs if corpus.inputs is not None else [None] * len(corpus)
-    if rule == "name":
-        attrs = [parse_attributes(i or "") or [] for i in inputs]
-        names = {v for row in attrs for a, v in row if a == "name"}
-        keys = [[("e", v) for a, v in row if a == "name" or (a == "near" and v in names)] for row in attrs]
-    else:
-        keys = [[("e", v) for v in slot_values(o) or []] for o in corpus.outputs]
+    keys = [[("e", v) for v in row] for row in _entities(corpus, rule, _names(corpus))]
     for i, (row_keys, inp) in enumerate(zip(keys, inputs, strict=True)):
         for key in row_keys + ([("i", inp)] if inp is not None else []):
             j = first.setdefault(key, i)
@@ -563,6 +558,11 @@ def split_by_entity(corpus: Corpus, heldout_fraction: float = 0.1, seed: int = 0
     return corpus.subset(train), corpus.subset(held)
 
 
+def _names(*corpora: Corpus) -> set[str]:
+    """The restaurant names (name[...] values) of these corpora's attribute-list inputs."""
+    return {v for c in corpora for i in c.inputs or [] for a, v in parse_attributes(i) or [] if a == "name"}
+
+
 def _entities(corpus: Corpus, rule: str, names: set[str]) -> list[set[str]]:
     """Each row's entities as `split_by_entity` sees them: its name[...] and any near[...] that is one of
     `names` (a restaurant's name, not a landmark), or its slot values."""
@@ -603,7 +603,7 @@ def unseen_rows(heldout: Corpus, train: Corpus) -> Corpus:
     rule = entity_rule(heldout)
     if entity_rule(train) != rule:
         raise CorpusError(f"{train.source} and {heldout.source} do not hold the same kind of entities")
-    names = {v for c in (train, heldout) for i in c.inputs or [] for a, v in parse_attributes(i) or [] if a == "name"}
+    names = _names(train, heldout)
     seen = set().union(*_entities(train, rule, names))
     keep = [i for i, row in enumerate(_entities(heldout, rule, names)) if row and not row & seen]
     if not keep:
