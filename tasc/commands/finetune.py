@@ -17,6 +17,8 @@ from tasc.commands.options import (
 
 def register(subparsers: Any) -> None:
     """Add the `finetune` parser."""
+    from tasc.ft.finetune import PRECISIONS
+
     p = subparsers.add_parser("finetune", help="fine-tune a model on a task corpus (full or LoRA), resumable")
     add_model_options(p)
     add_common(p)
@@ -30,6 +32,9 @@ def register(subparsers: Any) -> None:
                    help="data-to-text (name[X], area[Y] inputs): train only on references that state every input "
                         "attribute and invent none (a third of E2E's leave one out, and models learn to)")
     p.add_argument("--max-length", type=int, default=256, help="prompt + answer tokens per example")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default): matmuls in bf16 autocast, fp32 master weights, where the device computes bf16 "
+                        "natively (GPUs; CPUs with AVX512-BF16 or AMX: half the step time); fp32: never")
     add_training_options(p, steps=200, steps_help="optimiser steps (default 200)", batch_size=8,
                          lr=None, lr_help="learning rate (default 2e-4 full, 1e-3 LoRA)",
                          resume_help="continue from the last checkpoint in --out", save_every=None)
@@ -43,7 +48,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = FinetuneConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, lora=args.lora, lora_rank=args.lora_rank,
         save_every=args.save_every, save_every_s=args.save_every_s, max_length=args.max_length, seed=args.seed,
-        faithful_only=args.faithful_only,
+        faithful_only=args.faithful_only, precision=args.precision,
     )
     config.check()
     corpus = load_corpus_split(args.corpus, args)

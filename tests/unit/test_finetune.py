@@ -18,7 +18,7 @@ from tasc.core.corpus import parse_corpus_bytes
 from tasc.core.errors import Cancelled, CorpusError
 from tasc.core.models import load_model, read_meta
 from tasc.core.prompts import PromptFormat
-from tasc.ft.finetune import IGNORE, FinetuneConfig, PadCollator, build_examples, finetune, last_checkpoint
+from tasc.ft.finetune import IGNORE, FinetuneConfig, PadCollator, answer_loss, build_examples, finetune, last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = [{"input": f"play song {i}", "output": '{"intent": "PlayMusic", "n": "%d"}' % (i % 3)} for i in range(24)]
@@ -51,6 +51,39 @@ def test_collator_pads_right_with_ignored_labels():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["logits_to_keep"].tolist() == [0, 1]  # row 0's logits at 0 predict its first answer token
+
+
+def test_logits_to_keep_starts_at_the_first_answer_position_of_the_batch():
+    rows = [{"input_ids": [1, 2, 3, 4, 5, 6], "labels": [IGNORE] * 4 + [5, 6]},
+            {"input_ids": [1, 2, 3, 4], "labels": [IGNORE] * 2 + [3, 4]}]
+    assert PadCollator(pad_id=0)(rows)["logits_to_keep"].tolist() == [1, 2, 3, 4]  # row 1's answer starts at 2
+
+
+def test_answer_loss_equals_the_models_own_loss(tiny_lm):
+    fmt = PromptFormat().resolved(tiny_lm.tokenizer)
+    examples, _ = build_examples(tiny_lm.tokenizer, fmt, [("play jazz now please", "ok"), ("x", '{"a": "b c"}')], 256)
+    batch = PadCollator(pad_id=0)([{"input_ids": e.input_ids, "labels": e.labels} for e in examples])
+    model = tiny_lm.model
+    full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    kept = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["logits_to_keep"])
+    assert kept.logits.shape[1] == len(batch["logits_to_keep"]) < batch["input_ids"].shape[1]
+    assert torch.allclose(answer_loss(kept, batch["labels"]), full, atol=1e-5)
+    n = int((batch["labels"][:, 1:] != IGNORE).sum())
+    assert torch.allclose(answer_loss(kept, batch["labels"], num_items_in_batch=2 * n), full / 2, atol=1e-5)
+
+
+def test_bf16_autocast_where_the_device_computes_bf16(monkeypatch):
+    from tasc.core import models
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert models.trains_in_bf16("cpu") and FinetuneConfig().bf16_on("cpu")
+    assert not FinetuneConfig(precision="fp32").bf16_on("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert not models.trains_in_bf16("cpu") and not FinetuneConfig().bf16_on("cpu")
+    with pytest.raises(ValueError, match="precision"):
+        FinetuneConfig(precision="fp16").check()
 
 
 def test_config_checks_name_the_bad_value():
@@ -197,3 +230,15 @@ def test_the_apps_recipes_train_data_to_text_on_faithful_rows(data_dir):
     e2e, snips = load_corpus(data_dir / "e2e" / "dev.jsonl"), load_corpus(data_dir / "snips" / "valid.jsonl")
     assert faithful_by_default(e2e) and not faithful_by_default(snips)
     assert recipe(False, e2e).faithful_only and not recipe(True, snips).faithful_only
+
+
+def test_cli_precision_fp32_trains_without_autocast(tiny_model_dir, tmp_path, capsys):
+    from tasc.cli import main
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:8]), encoding="utf-8")
+    args = ["finetune", "--model", str(tiny_model_dir), "--corpus", str(rows), "--steps", "2", "--batch-size", "2",
+            "--device", "cpu", "--precision", "fp32", "--out", str(tmp_path / "ft"), "--json", str(tmp_path / "r.json")]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["config"]["precision"] == "fp32" and result["bf16"] is False
