@@ -11,23 +11,23 @@ N_BASE=${N_BASE:-20}
 mkdir -p runs
 step() { local out=$1; shift; [ -s "$out" ] && { echo "skip: $out exists"; return; }; echo "run: $*"; "$PY" -m tasc "$@" --json "$out"; }
 
-step runs/snips-ft.json finetune --model smollm2-135m --corpus $DATA/snips/train.jsonl --out runs/snips-ft --steps 270 --lr 4e-4 --resume
-step runs/e2e-ft.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --out runs/e2e-ft --steps 200 --resume
+step runs/snips-ft.json finetune --model smollm2-135m --corpus $DATA/snips/train.jsonl --out runs/snips-ft --steps 270 --lr 4e-4 --precision fp32 --resume
+step runs/e2e-ft.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --out runs/e2e-ft --steps 200 --precision fp32 --resume
 step runs/snips-eval.json evaluate --model runs/snips-ft --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/e2e-eval.json evaluate --model runs/e2e-ft --corpus $DATA/e2e/dev.jsonl --split heldout
 # Issue 21: the same recipe on a split that shares no restaurant name with training (whole names held out)
-step runs/e2e-ft-entity.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --out runs/e2e-ft-entity --steps 200 --resume
+step runs/e2e-ft-entity.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --out runs/e2e-ft-entity --steps 200 --precision fp32 --resume
 step runs/e2e-eval-entity.json evaluate --model runs/e2e-ft-entity --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity
 # Issue 21's recipe: E2E trained only on faithful references (every input attribute stated, none invented);
 # SNIPS at lr 2e-4 for 380 steps (~20 min on 2 cores), and the enriched model at the same lr for 560 steps (same
 # wall time); SNIPS quality also on the 67 valid rows whose slot values no training output holds (--unseen-in).
-step runs/e2e-faithful-200.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-200 --steps 200 --resume
+step runs/e2e-faithful-200.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-200 --steps 200 --precision fp32 --resume
 step runs/e2e-faithful-200-entity.json evaluate --model runs/e2e-faithful-200 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
-step runs/snips-lr2e4-380.json finetune --model smollm2-135m --corpus $DATA/snips/train.jsonl --out runs/snips-lr2e4-380 --steps 380 --lr 2e-4 --resume
+step runs/snips-lr2e4-380.json finetune --model smollm2-135m --corpus $DATA/snips/train.jsonl --out runs/snips-lr2e4-380 --steps 380 --lr 2e-4 --precision fp32 --resume
 step runs/snips-lr2e4-380-valid.json evaluate --model runs/snips-lr2e4-380 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/snips-lr2e4-380-unseen.json evaluate --model runs/snips-lr2e4-380 --corpus $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/snips-ft-unseen.json evaluate --model runs/snips-ft --corpus $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --draft-corpus $DATA/snips/train.jsonl
-step runs/snips-enr-560.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-enr-560 --steps 560 --lr 2e-4 --resume
+step runs/snips-enr-560.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-enr-560 --steps 560 --lr 2e-4 --precision fp32 --resume
 step runs/snips-enr-560-valid.json evaluate --model runs/snips-enr-560 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/snips-enr-560-unseen.json evaluate --model runs/snips-enr-560 --corpus $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/bench-snips-unseen.json bench --model runs/snips-lr2e4-380 --ft-model runs/snips-enr-560 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --n 67 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
@@ -35,9 +35,20 @@ step runs/bench-snips-unseen.json bench --model runs/snips-lr2e4-380 --ft-model 
 E2E_TRAIN=$(mktemp --suffix .jsonl)
 "$PY" -c "import sys; from tasc.core.corpus import load_corpus, select_split, write_jsonl; write_jsonl(select_split(load_corpus(sys.argv[1]), 'train', 0.1, 0, 'entity'), sys.argv[2])" $DATA/e2e/dev.jsonl "$E2E_TRAIN"
 step runs/e2e-entity-enriched.json enrich "$E2E_TRAIN" --model smollm2-135m --budget 300 --out runs/e2e-entity-enriched
-step runs/e2e-faithful-enr-200.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr-200 --steps 200 --resume
+step runs/e2e-faithful-enr-200.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr-200 --steps 200 --precision fp32 --resume
 step runs/e2e-faithful-enr-200-entity.json evaluate --model runs/e2e-faithful-enr-200 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 step runs/bench-e2e-entity.json bench --model runs/e2e-faithful-200 --ft-model runs/e2e-faithful-enr-200 --corpus $DATA/e2e/dev.jsonl --prompts $DATA/e2e/dev.jsonl --corpus-split train --prompts-split heldout --split-by entity --n 50 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
+# The recipe with bf16 autocast and the answer-only head (2026-12-01): twice the steps in the same 20 minutes.
+step runs/snips-bf16-800.json finetune --model smollm2-135m --corpus $DATA/snips/train.jsonl --out runs/snips-bf16-800 --steps 800 --lr 2e-4 --resume
+step runs/snips-bf16-800-valid.json evaluate --model runs/snips-bf16-800 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/snips-bf16-800-unseen.json evaluate --model runs/snips-bf16-800 --corpus $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/snips-enr-1300.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-enr-1300 --steps 1300 --lr 2e-4 --resume
+step runs/snips-enr-1300-valid.json evaluate --model runs/snips-enr-1300 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/snips-enr-1300-unseen.json evaluate --model runs/snips-enr-1300 --corpus $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/e2e-faithful-400.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-400 --steps 400 --resume
+step runs/e2e-faithful-400-entity.json evaluate --model runs/e2e-faithful-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+step runs/e2e-faithful-enr-400.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr-400 --steps 400 --resume
+step runs/e2e-faithful-enr-400-entity.json evaluate --model runs/e2e-faithful-enr-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 # Issue 20: TASC on llama.cpp with f32, bf16 and q8_0 weights, then the same prompts on our PyTorch loop.
 for T in f32 bf16 q8_0; do
   step runs/bench-snips-llamacpp-$T.json bench --engine llamacpp --gguf-type $T --model runs/snips-lr2e4-380 --ft-model runs/snips-enr-560 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 50 --methods llamacpp-greedy,llamacpp-lookup,llamacpp-lookup-corpus,tasc-spec,tasc-ft,tasc-ft+spec
@@ -63,12 +74,12 @@ step runs/bench-e2e-base.json bench --model smollm2-135m --shots 3 --corpus $DAT
 # the same steps (270), and about the same wall time (an enriched step is shorter: alone, 400 steps take ~13 min against the base's 14.6).
 [ -s runs/compression.json ] || "$PY" scripts/compression_report.py --json runs/compression.json
 step runs/snips-enriched.json enrich $DATA/snips/train.jsonl --valid $DATA/snips/valid.jsonl --model smollm2-135m --budget 300 --out runs/snips-enriched
-step runs/snips-ft-enriched-270.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched-270 --steps 270 --lr 4e-4 --resume
+step runs/snips-ft-enriched-270.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched-270 --steps 270 --lr 4e-4 --precision fp32 --resume
 step runs/snips-eval-enriched-270.json evaluate --model runs/snips-ft-enriched-270 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
-step runs/snips-ft-enriched.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched --steps 400 --lr 4e-4 --resume
+step runs/snips-ft-enriched.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched --steps 400 --lr 4e-4 --precision fp32 --resume
 step runs/snips-eval-enriched.json evaluate --model runs/snips-ft-enriched --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 # 440 steps: the base's token budget (440 x 8 rows of 35 prompt + 11 answer tokens = 162k, against 270 x 8 x (35 + 38) = 159k), and its wall time at 2.0 s per step.
-step runs/snips-ft-enriched-440.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched-440 --steps 440 --lr 4e-4 --resume
+step runs/snips-ft-enriched-440.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-ft-enriched-440 --steps 440 --lr 4e-4 --precision fp32 --resume
 step runs/snips-eval-enriched-440.json evaluate --model runs/snips-ft-enriched-440 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/bench-snips-tascft.json bench --model runs/snips-ft --ft-model runs/snips-ft-enriched-440 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n "$N" --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
 # The same TASC-ft comparison on 100 prompts (one of the first 50 answers loops to the 128-token cap and weighs on a 50-prompt mean).
