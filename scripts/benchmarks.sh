@@ -45,10 +45,12 @@ step runs/snips-bf16-800-unseen.json evaluate --model runs/snips-bf16-800 --corp
 step runs/snips-enr-1300.json finetune --enriched runs/snips-enriched --corpus $DATA/snips/train.jsonl --out runs/snips-enr-1300 --steps 1300 --lr 2e-4 --resume
 step runs/snips-enr-1300-valid.json evaluate --model runs/snips-enr-1300 --corpus $DATA/snips/valid.jsonl --draft-corpus $DATA/snips/train.jsonl
 step runs/snips-enr-1300-unseen.json evaluate --model runs/snips-enr-1300 --corpus $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --draft-corpus $DATA/snips/train.jsonl
+step runs/bench-snips-unseen-bf16.json bench --model runs/snips-bf16-800 --ft-model runs/snips-enr-1300 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --unseen-in $DATA/snips/train.jsonl --n 67 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
 step runs/e2e-faithful-400.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-400 --steps 400 --resume
 step runs/e2e-faithful-400-entity.json evaluate --model runs/e2e-faithful-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 step runs/e2e-faithful-enr-400.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr-400 --steps 400 --resume
 step runs/e2e-faithful-enr-400-entity.json evaluate --model runs/e2e-faithful-enr-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+step runs/bench-e2e-entity-bf16.json bench --model runs/e2e-faithful-400 --ft-model runs/e2e-faithful-enr-400 --corpus $DATA/e2e/dev.jsonl --prompts $DATA/e2e/dev.jsonl --corpus-split train --prompts-split heldout --split-by entity --n 50 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
 # Issue 20: TASC on llama.cpp with f32, bf16 and q8_0 weights, then the same prompts on our PyTorch loop.
 for T in f32 bf16 q8_0; do
   step runs/bench-snips-llamacpp-$T.json bench --engine llamacpp --gguf-type $T --model runs/snips-lr2e4-380 --ft-model runs/snips-enr-560 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 50 --methods llamacpp-greedy,llamacpp-lookup,llamacpp-lookup-corpus,tasc-spec,tasc-ft,tasc-ft+spec
