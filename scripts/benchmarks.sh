@@ -50,6 +50,8 @@ step runs/e2e-faithful-400.json finetune --model smollm2-135m --corpus $DATA/e2e
 step runs/e2e-faithful-400-entity.json evaluate --model runs/e2e-faithful-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 step runs/e2e-faithful-enr-400.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr-400 --steps 400 --resume
 step runs/e2e-faithful-enr-400-entity.json evaluate --model runs/e2e-faithful-enr-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+step runs/e2e-faithful-700.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-700 --steps 700 --resume
+step runs/e2e-faithful-700-entity.json evaluate --model runs/e2e-faithful-700 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 step runs/e2e-faithful-enr-470.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr-470 --steps 470 --resume
 step runs/e2e-faithful-enr-470-entity.json evaluate --model runs/e2e-faithful-enr-470 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 step runs/bench-e2e-entity-bf16.json bench --model runs/e2e-faithful-400 --ft-model runs/e2e-faithful-enr-400 --corpus $DATA/e2e/dev.jsonl --prompts $DATA/e2e/dev.jsonl --corpus-split train --prompts-split heldout --split-by entity --n 50 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
