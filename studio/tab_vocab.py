@@ -118,10 +118,10 @@ def mined_rounds(job) -> list[dict[str, Any]]:
 
 def mining_config(session, budget: float, rounds: float) -> Any:
     """The mining settings of a request: the sliders, and the names the session's corpus inputs hold."""
-    from tasc.core.corpus import entity_names
     from tasc.ft.ngrams import MiningConfig
+    from tasc.ft.vocab import mining_config_for
 
-    return MiningConfig(budget=int(budget), rounds=int(rounds), entities=tuple(entity_names(session.train)))
+    return mining_config_for(MiningConfig(budget=int(budget), rounds=int(rounds)), session.train)
 
 
 @user_errors

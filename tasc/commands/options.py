@@ -128,15 +128,16 @@ def split_settings(args: argparse.Namespace) -> dict[str, Any]:
 def mining_setup(args: argparse.Namespace) -> tuple[Any, list[str], list[str] | None]:
     """The MiningConfig of the mining options (its `entities` from the corpus's inputs), the texts to mine, and the
     held-out texts or None; the corpus is read once."""
-    from tasc.core.corpus import entity_names, load_corpus, split_by_input
+    from tasc.core.corpus import load_corpus, split_by_input
     from tasc.ft.ngrams import MiningConfig
+    from tasc.ft.vocab import mining_config_for
 
     config = MiningConfig(budget=args.budget, rounds=args.rounds)
     config.check()
     if not 0.0 <= args.heldout < 1.0:
         raise ValueError(f"--heldout must be in [0, 1), got {args.heldout}")
     corpus = load_corpus(args.corpus)
-    config.entities = tuple(entity_names(corpus))
+    config = mining_config_for(config, corpus)
     if args.valid:
         return config, corpus.outputs, load_corpus(args.valid).outputs
     if args.heldout == 0:

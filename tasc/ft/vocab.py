@@ -245,6 +245,14 @@ def init_new_embeddings(model: Any, sub_token_ids: Sequence[Sequence[int]], star
                 bias[start + i] = bias[idx].float().mean().to(bias.dtype)
 
 
+def mining_config_for(config: MiningConfig, corpus: Any) -> MiningConfig:
+    """`config` with the names `corpus`'s inputs hold (`tasc.core.corpus.entity_names`), which mining never makes a
+    token of (`holds_an_entity`)."""
+    from tasc.core.corpus import entity_names
+
+    return replace(config, entities=tuple(entity_names(corpus)))
+
+
 def mine_vocabulary(model: str, texts: Sequence[str] | Any, config: MiningConfig | None = None, *,
                     heldout: Sequence[str] | None = None, trust_remote_code: bool = False,
                     on_progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:

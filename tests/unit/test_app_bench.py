@@ -143,4 +143,3 @@ def test_a_race_says_it_started_then_stays_quiet_for_the_update_interval(app_on_
     first, final = frames
     assert first[4] == "*generating…*" and "tk" not in first[0] and "tk" not in first[2]  # empty panes
     assert "identical output ✓" in final[4]
-
