@@ -102,12 +102,13 @@ def ensure_model_package() -> None:
 
 def main() -> None:
     """Warm the base model (so the first request is fast), then serve the app."""
+    from studio.model_thread import MODEL_THREAD
     from tasc.core.models import cached_model_dir
 
     logging.basicConfig(level=logging.INFO)
     ensure_model_package()
-    if app_model() == app_state.DEFAULT_MODEL:
-        print(f"default model ready: {cached_model_dir(app_state.DEFAULT_MODEL)}", flush=True)
+    if app_model() == app_state.DEFAULT_MODEL:  # converted on the model thread: no OpenMP team on this one
+        print(f"default model ready: {MODEL_THREAD.call(cached_model_dir, app_state.DEFAULT_MODEL)}", flush=True)
     serve(build_demo())
 
 

@@ -5,7 +5,9 @@ method (two PyTorch thread pools on 2 cores slow each other many times over). So
 benchmark enters `Foreground.running()`, which waits (boundedly) until every background trainer has
 parked at the end of its current step; trainers call `pause_point` after each step (`pausable` wraps
 any `tasc/` training function so its progress callback does) and wait there until no foreground work
-is left, or until they are cancelled.
+is left, or until they are cancelled. A trainer parked on the app's model thread (`studio.model_thread`)
+runs the urgent work queued there meanwhile (the race's steps, a model load): that is how a race and a
+fine-tune share the one thread of tensor math.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from studio.model_thread import MODEL_THREAD, ModelThread
+
 SETTLE_S = 30.0  # longest a race waits for trainers to finish their step (a CPU step of batch 8 takes seconds)
 
 
 class Foreground:
     """Counts foreground work and parked background trainers."""
 
-    def __init__(self) -> None:
+    def __init__(self, worker: ModelThread | None = None) -> None:
+        self.worker = worker  # the thread whose urgent work a parked trainer runs
         self._cond = threading.Condition()
         self._active = 0  # races and benchmarks running
         self._trainers = 0  # background trainers running
@@ -55,19 +60,32 @@ class Foreground:
                 self._cond.notify_all()
 
     def pause_point(self, cancel: threading.Event | None = None, poll_s: float = 0.5) -> float:
-        """Between two training steps: wait while foreground work runs (or until `cancel`); seconds paused."""
+        """Between two training steps: stay here while foreground work runs or urgent work waits for the
+        model thread (running that work, when this is the model thread), or until `cancel`; seconds paused."""
+        worker = self.worker if self.worker is not None and self.worker.on_thread() else None
         with self._cond:
-            if not self._active:
+            if not self._must_park(worker):
                 return 0.0
             t0 = time.perf_counter()
             self._parked += 1
             self._cond.notify_all()
-            try:
-                while self._active and not (cancel is not None and cancel.is_set()):
-                    self._cond.wait(poll_s)
-            finally:
+        try:
+            while not (cancel is not None and cancel.is_set()):
+                if worker is not None:
+                    worker.serve_urgent(wait_s=0.05)  # returns at once when work arrives
+                with self._cond:
+                    if not self._must_park(worker):
+                        break
+                    if worker is None:
+                        self._cond.wait(poll_s)
+        finally:
+            with self._cond:
                 self._parked -= 1
-            return time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+    def _must_park(self, worker: ModelThread | None) -> bool:
+        """Foreground work runs, or (on the model thread) urgent work waits there. Called with the lock held."""
+        return self._active > 0 or (worker is not None and worker.has_urgent())
 
     @property
     def busy(self) -> bool:
@@ -76,7 +94,7 @@ class Foreground:
             return self._active > 0
 
 
-FOREGROUND = Foreground()  # the process's one gate
+FOREGROUND = Foreground(MODEL_THREAD)  # the process's one gate
 
 
 def pausable(fn: Callable[..., Any], gate: Foreground = FOREGROUND) -> Callable[..., Any]:

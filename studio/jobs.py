@@ -120,10 +120,14 @@ class Job:
         config: its bounds.
         clock: what every time reading of the job calls (created, started, finished, elapsed), in
             seconds; wall time by default, a fake clock in tests.
+        runner: where `fn` runs: None in the job's own thread; else called as
+            `runner(call, cancel=..., on_start=...)` from it (`studio.model_thread.ModelThread.run_job`:
+            the tensor math on the app's one model thread), and the job stays queued until `on_start`.
     """
 
     def __init__(self, kind: str, fn: Callable[..., Any], *args: Any, slot: str | None = None,
-                 config: JobConfig | None = None, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+                 config: JobConfig | None = None, clock: Callable[[], float] = time.time,
+                 runner: Callable[..., Any] | None = None, **kwargs: Any) -> None:
         self.kind = kind
         self.id = secrets.token_hex(8)
         self.config = config or JobConfig()
@@ -141,6 +145,8 @@ class Job:
         self._version = 0  # bumped on every event or status change, so `follow` knows what is new
         self._slot = _slot(slot) if slot else None
         self._fn, self._args, self._kwargs = fn, args, kwargs
+        self._runner = runner
+        self.waiting_for_runner = False  # queued behind other work on the runner (the model thread)
         self._thread = threading.Thread(target=self._run, name=f"tasc-job-{kind}-{self.id}", daemon=True)
 
     def start(self) -> "Job":
@@ -180,8 +186,19 @@ class Job:
         try:
             if self.cancel_event.is_set():
                 raise Cancelled("cancelled before it started")
-            self._set_status(RUNNING)
-            self.result = self._fn(*self._args, on_progress=self._record, cancel=self.cancel_event, **self._kwargs)
+            def call() -> Any:
+                return self._fn(*self._args, on_progress=self._record, cancel=self.cancel_event, **self._kwargs)
+
+            if self._runner is None:
+                self._set_status(RUNNING)
+                self.result = call()
+            else:
+                def started() -> None:
+                    self.waiting_for_runner = False
+                    self._set_status(RUNNING)
+
+                self.waiting_for_runner = True
+                self.result = self._runner(call, cancel=self.cancel_event, on_start=started)
             self._set_status(DONE)
         except Cancelled as exc:
             self.error = str(exc)
@@ -194,6 +211,7 @@ class Job:
             self.error = f"{self.kind} failed: {type(exc).__name__}: {exc}"
             self._set_status(FAILED)
         finally:
+            self.waiting_for_runner = False
             if slot is not None:
                 slot.release()
 
@@ -330,7 +348,7 @@ def start_job(kind: str, fn: Callable[..., Any], *args: Any, slot: str | None = 
               **kwargs: Any) -> Job:
     """Create, admit (`JobsFull` when the board is full) and start a `Job`.
 
-    Args: see `Job` (`config` and `clock` are the job's, the rest go to `fn`); `board` counts it
+    Args: see `Job` (`config`, `clock` and `runner` are the job's, the rest go to `fn`); `board` counts it
     (the process-wide one by default).
     """
     job = Job(kind, fn, *args, slot=slot, **kwargs)

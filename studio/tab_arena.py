@@ -34,6 +34,7 @@ from studio.app_state import (
     user_errors,
 )
 from studio.indexes import corpus_index_for, sample_note
+from studio.model_thread import MODEL_THREAD
 from tasc.core.corpus import check_text
 from tasc.methods import (
     DEFAULT_BENCH_METHODS,
@@ -348,10 +349,27 @@ def pane_html(lane, lm) -> str:
     return answer_html(lane.token_pieces(lm.tokenizer, [lm.eos_token_id]))
 
 
+def advance(steps: Iterator[Any], budget_s: float) -> bool:
+    """Run `steps` for about `budget_s` seconds (at least one step); True once it is exhausted."""
+    t0 = time.perf_counter()
+    for _ in steps:
+        if time.perf_counter() - t0 >= budget_s:
+            return False
+    return True
+
+
+def close_streams(streams: Sequence[Iterator[Any]]) -> None:
+    """Close the step streams: frees their KV caches now, also when the client went away mid-stream."""
+    for s in streams:
+        s.close()  # type: ignore[attr-defined]
+
+
 def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
     """Stream both panes (at most every YIELD_EVERY_S), then the verdict and the plots; frees the caches at the end.
 
-    Background training parks while the race runs (`studio.foreground`): the race is timed alone.
+    The passes run on the app's model thread (`studio.model_thread`), YIELD_EVERY_S at a time, while this
+    handler's thread sends the panes; background training parks while the race runs (`studio.foreground`):
+    the race is timed alone.
     """
     from studio.arena import Lane
     from studio.arena import race as interleave
@@ -369,16 +387,13 @@ def run_race(race: Race) -> Iterator[tuple[Any, ...]]:
             # YIELD_EVERY_S: a short answer (TASC-spec writes 36 tokens in ~0.2 s) runs without the browser
             # repainting beside it on the same cores.
             yield *panes(lanes), "*generating…*", gr.skip(), gr.skip(), gr.skip()
-            last = time.perf_counter()
-            for _ in interleave(lanes, race.streams):  # the lanes advance in place
-                if time.perf_counter() - last >= YIELD_EVERY_S:
-                    last = time.perf_counter()
-                    yield *panes(lanes), "*generating…*", gr.skip(), gr.skip(), gr.skip()
+            steps = interleave(lanes, race.streams)  # the lanes advance in place
+            while not MODEL_THREAD.call(advance, steps, YIELD_EVERY_S):
+                yield *panes(lanes), "*generating…*", gr.skip(), gr.skip(), gr.skip()
         said = "\n\n".join(x for x in (verdict(lanes, race.method), race.model, race.note) if x)
         yield *panes(lanes), said, *arena_plots(lanes)
     finally:
-        for s in race.streams:
-            s.close()  # frees the KV caches now, also when the client went away mid-stream
+        MODEL_THREAD.call(close_streams, race.streams)
         ACTIVE_GENERATIONS.pop(run_id, None)
 
 
@@ -413,7 +428,8 @@ def arena_run(prompt: str, method: str, model: str | None, max_new_tokens: float
     if chosen.needs_corpus:
         require_corpus(session)
     config = DecodeConfig(max_new_tokens=int(max_new_tokens)).check()  # its ValueError is the user's message
-    yield from run_race(start_race(session, prompt, chosen, model, config, int(shots), engine))
+    race = MODEL_THREAD.call(start_race, session, prompt, chosen, model, config, int(shots), engine)  # loads, prefills
+    yield from run_race(race)
 
 
 def model_update(session, current: str | None = None) -> Any:
@@ -486,7 +502,7 @@ def run_benchmark(n_prompts: float, max_new_tokens: float, shots: float, model: 
     if rows is not None:
         train = train.subset(rows)
     job = start_job("bench", in_foreground(run_bench), bench_model(session, arena_lm, int(shots)), prompts, train.outputs, config,
-                    corpus_inputs=train.inputs, slot="bench")
+                    corpus_inputs=train.inputs, slot="bench", runner=functools.partial(MODEL_THREAD.run_job, urgent=True))
     session.jobs["bench"] = job
 
     def updates(j: Any) -> tuple[Any, ...]:

@@ -31,6 +31,7 @@ from studio.app_state import (
 )
 from studio.compare_training import TRAIN_DRAFT, TRAIN_HYBRID, TRAIN_HYBRID_BLOCKS
 from studio.foreground import pausable
+from studio.model_thread import MODEL_THREAD
 from studio.sessions import FinetuneRequest
 from studio.tab_arena import method_choices, model_update
 
@@ -83,6 +84,9 @@ def fmt_s(seconds: float | None) -> str:
 def queued_text(job, what: str) -> str:
     """The status line of a job waiting for its turn: how many jobs are before it."""
     ahead = job.ahead()
+    if ahead <= 0 and job.waiting_for_runner:
+        return (f"Queued: another job (a fine-tune, or the corpus's task model) is using the model; your {what} "
+                "starts when it finishes. Keep this page open: leaving cancels it.")
     if ahead <= 0:
         return f"Queued: your {what} starts in a moment…"
     return (f"Queued: **{ahead} {'job' if ahead == 1 else 'jobs'} ahead of yours** on this server (one {what} runs "
@@ -203,7 +207,8 @@ def finetune_start(base_model: str, method: str, steps: float, learning_rate: fl
         raise gr.Error("A fine-tune of this session is already running; stop it first.")
     info = _finetune_request(session, base_model, method, int(steps), float(learning_rate) if learning_rate else None)
     session.finetune_request = info
-    job = start_job("finetune", pausable(finetune), info.model, session.train, info.out_dir, info.config, slot="finetune")
+    job = start_job("finetune", pausable(finetune), info.model, session.train, info.out_dir, info.config, slot="finetune",
+                    runner=MODEL_THREAD.run_job)
     session.jobs["finetune"] = job
     yield from finetune_stream(session, job, progress)
 
@@ -226,7 +231,7 @@ def finetune_resume(token: str | None, request: gr.Request, progress=gr.Progress
     if last.status != CANCELLED:
         raise gr.Error(f"Nothing to resume: the last fine-tune {last.status}.")
     job = start_job("finetune", pausable(finetune), info.model, session.train, info.out_dir, info.config,
-                    resume=True, slot="finetune")
+                    resume=True, slot="finetune", runner=MODEL_THREAD.run_job)
     session.jobs["finetune"] = job
     yield from finetune_stream(session, job, progress)
 
@@ -301,7 +306,7 @@ def compare_train(kind: str, steps: float, token: str | None, request: gr.Reques
     require_corpus(session)
     run = compare_training.plan(session, kind, int(steps), pool().get().model.config.num_hidden_layers)
     job = start_job("compare", pausable(run.train), app_model(), session.train, run.out_dir, run.config, resume=run.resume,
-                    slot="finetune")
+                    slot="finetune", runner=MODEL_THREAD.run_job)
     session.jobs["compare"] = job
 
     def updates(j: Any) -> tuple[Any, ...]:

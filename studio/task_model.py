@@ -29,6 +29,7 @@ from typing import Any
 from studio.app_state import app_cache_dir, app_model
 from studio.foreground import pausable
 from studio.jobs import CANCELLED, DONE, FAILED, Job, JobsFull, start_job
+from studio.model_thread import MODEL_THREAD
 
 log = logging.getLogger("tasc.app")
 
@@ -126,7 +127,8 @@ def _start(tm: TaskModel, train: Any, config: Any) -> Job | None:
 
     resume = (tm.path / "checkpoints").is_dir()
     try:
-        return start_job(KIND, pausable(finetune), app_model(), train, tm.path, config, resume=resume, slot=KIND)
+        return start_job(KIND, pausable(finetune), app_model(), train, tm.path, config, resume=resume, slot=KIND,
+                         runner=MODEL_THREAD.run_job)
     except JobsFull as exc:
         log.info("task model not started: %s", exc)
         return None

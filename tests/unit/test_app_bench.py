@@ -23,6 +23,9 @@ def app_on_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     """The app's store and pool on the tiny model, fresh for this test."""
     monkeypatch.setenv("TASC_APP_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("TASC_APP_CACHE", str(tmp_path / "app_cache"))
+    # No background task model: its fine-tune would load models on the app's model thread while the test's
+    # own thread loads one for the CLI bench (transformers' loading patches torch's init functions process-wide).
+    monkeypatch.setenv("TASC_APP_TASK_MODEL", "off")
     app_state.store.cache_clear()
     app_state.pool.cache_clear()
     yield

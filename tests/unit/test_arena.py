@@ -118,3 +118,34 @@ def test_a_session_carries_acceptance_statistics_between_races_but_keeps_no_draf
     assert first is not second and second.acceptance is first.acceptance
     assert list(session.acceptance) == [("tasc-spec", tiny_lm.name)]
     assert session_drafter(session, METHODS["hybrid"], tiny_lm, res) is None  # not our loop: builds its own
+
+
+def test_an_arena_race_runs_its_passes_on_the_model_thread_and_closes_its_streams_there(tiny_lm, monkeypatch):
+    """The handler's thread only sends panes; every pass (and the streams' clean-up) runs on the app's one
+    thread of tensor math, so the process holds one OpenMP team (studio.model_thread)."""
+    import threading
+
+    from studio import tab_arena
+    from studio.model_thread import ModelThread
+    from tasc import methods
+
+    mt = ModelThread("test-arena-model")
+    monkeypatch.setattr(tab_arena, "MODEL_THREAD", mt)
+    seen: list[str] = []
+    closed: list[str] = []
+
+    def stream(n: int):
+        try:
+            for i in range(n):
+                seen.append(threading.current_thread().name)
+                yield Step(tokens=[5 + i], n_accepted=0, sources=["model"], draft=[], draft_s=0.0, forward_s=0.001,
+                           elapsed_s=0.001 * (i + 1), finished=i == n - 1)
+        finally:
+            closed.append(threading.current_thread().name)
+
+    streams = [stream(3), stream(2)]
+    race_ = tab_arena.Race(methods.get("tasc-spec"), (tiny_lm, tiny_lm), streams)
+    updates = list(tab_arena.run_race(race_))
+    assert seen == ["test-arena-model"] * 5
+    assert closed == ["test-arena-model"] * 2
+    assert len(updates) >= 2 and updates[-1][4] != "*generating…*"
