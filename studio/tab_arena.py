@@ -428,6 +428,11 @@ def arena_run(prompt: str, method: str, model: str | None, max_new_tokens: float
     if chosen.needs_corpus:
         require_corpus(session)
     config = DecodeConfig(max_new_tokens=int(max_new_tokens)).check()  # its ValueError is the user's message
+    from studio.foreground import FOREGROUND
+
+    if FOREGROUND.busy:  # a benchmark (or another race) holds the model thread: say why nothing moves yet
+        yield (gr.skip(),) * 4 + ("*Waiting for the model: a benchmark or another race is running on this server…*",) \
+            + (gr.skip(),) * 3
     race = MODEL_THREAD.call(start_race, session, prompt, chosen, model, config, int(shots), engine)  # loads, prefills
     yield from run_race(race)
 

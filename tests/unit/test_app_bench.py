@@ -146,3 +146,17 @@ def test_a_race_says_it_started_then_stays_quiet_for_the_update_interval(app_on_
     first, final = frames
     assert first[4] == "*generating…*" and "tk" not in first[0] and "tk" not in first[2]  # empty panes
     assert "identical output ✓" in final[4]
+
+
+def test_a_race_behind_foreground_work_says_it_waits_for_the_model(app_on_tiny_model, monkeypatch):
+    """While a benchmark holds the model thread a race cannot start: its first frame says why nothing moves."""
+    from studio.foreground import FOREGROUND
+
+    monkeypatch.setattr(tab_arena, "YIELD_EVERY_S", 1e9)
+    token = tab_corpus.use_example(EXAMPLE, None, None)[0]
+    race = tab_arena.arena_run("hello", "tasc-spec", "base", 16, 0, None, token, None)
+    with FOREGROUND.running(settle_s=0):  # as a running benchmark does
+        waiting = next(race)
+    assert "Waiting for the model" in waiting[4]
+    frames = list(race)
+    assert frames[0][4] == "*generating…*" and "identical output ✓" in frames[-1][4]
