@@ -110,16 +110,11 @@ def store():
     return SessionStore(app_cache_dir() / "sessions", config)
 
 
-def on_model_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` run on the app's one thread of tensor math (`studio.model_thread`): loading a model runs torch ops."""
+def model_thread_call(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` on the app's one thread of tensor math (`studio.model_thread`): loading a model runs torch ops."""
+    from studio.model_thread import MODEL_THREAD
 
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        from studio.model_thread import MODEL_THREAD
-
-        return MODEL_THREAD.call(fn, *args, **kwargs)
-
-    return run
+    return MODEL_THREAD.call(fn, *args)
 
 
 def load_model(spec: str) -> Any:
@@ -134,7 +129,7 @@ def pool() -> Any:
     """The shared, read-only models (one per process)."""
     from studio.model_pool import ModelPool
 
-    return ModelPool(app_model(), loader=on_model_thread(load_model))
+    return ModelPool(app_model(), loader=load_model, call=model_thread_call)
 
 
 MAX_GGUF_FILES = 4  # exported GGUFs kept on disk for the Arena's llama.cpp engine (f32 SmolLM2: 540 MB each)
@@ -162,7 +157,7 @@ def llamacpp_engines() -> Any:
     """The Arena's llama.cpp engines, one per model and shared (the base model's and at most two others)."""
     from studio.model_pool import ModelPool
 
-    return ModelPool(app_model(), max_extra=2, loader=on_model_thread(_arena_engine))
+    return ModelPool(app_model(), max_extra=2, loader=_arena_engine, call=model_thread_call)
 
 
 def model_label(spec: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 from tasc.core.models import load_model
 
@@ -24,12 +24,17 @@ class ModelPool(Generic[M]):
         base: the spec that is never evicted (the app's base model).
         max_extra: how many other models stay loaded.
         loader: `load_model`-like function (tests pass a fake; the Arena's llama.cpp engines pass `engine_for`).
+        call: where a load runs, as `call(fn, *args)`: None here; the app passes its model thread's `call`
+            (`studio.model_thread`), so the whole load, its lock included, runs on that one thread and a
+            request waiting for a load never holds a lock the model thread needs.
     """
 
-    def __init__(self, base: str, max_extra: int = 2, loader: Callable[[str], M] = load_model) -> None:  # type: ignore[assignment]
+    def __init__(self, base: str, max_extra: int = 2, loader: Callable[[str], M] = load_model,  # type: ignore[assignment]
+                 call: Callable[..., Any] | None = None) -> None:
         self.base = base
         self.max_extra = max_extra
         self._loader = loader
+        self._call = call
         self._models: OrderedDict[str, M] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -40,6 +45,15 @@ class ModelPool(Generic[M]):
         with self._lock:
             if spec in self._models:
                 self._models.move_to_end(spec)
+                return self._models[spec]
+        if self._call is not None:
+            return self._call(self._load, spec)
+        return self._load(spec)
+
+    def _load(self, spec: str) -> M:
+        """Load `spec` unless another request has meanwhile; one loader per spec."""
+        with self._lock:
+            if spec in self._models:
                 return self._models[spec]
             spec_lock = self._loading.setdefault(spec, threading.Lock())
         with spec_lock:  # one loader per spec; others wait and then find it loaded
