@@ -56,6 +56,12 @@ step runs/e2e-faithful-enr-470.json finetune --enriched runs/e2e-entity-enriched
 step runs/e2e-faithful-enr-470-entity.json evaluate --model runs/e2e-faithful-enr-470 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 step runs/e2e-faithful-enr-800.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr-800 --steps 800 --resume
 step runs/e2e-faithful-enr-800-entity.json evaluate --model runs/e2e-faithful-enr-800 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+# ... fewer steps (300), and a smaller vocabulary (100 mined tokens, 470 steps): neither closes the gap.
+step runs/e2e-faithful-enr-300.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr-300 --steps 300 --resume
+step runs/e2e-faithful-enr-300-entity.json evaluate --model runs/e2e-faithful-enr-300 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+step runs/e2e-entity-enriched-100.json enrich "$E2E_TRAIN" --model smollm2-135m --budget 100 --out runs/e2e-entity-enriched-100
+step runs/e2e-faithful-enr100-470.json finetune --enriched runs/e2e-entity-enriched-100 --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr100-470 --steps 470 --resume
+step runs/e2e-faithful-enr100-470-entity.json evaluate --model runs/e2e-faithful-enr100-470 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 step runs/bench-e2e-entity-bf16.json bench --model runs/e2e-faithful-400 --ft-model runs/e2e-faithful-enr-400 --corpus $DATA/e2e/dev.jsonl --prompts $DATA/e2e/dev.jsonl --corpus-split train --prompts-split heldout --split-by entity --n 50 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
 # Issue 20: TASC on llama.cpp with f32, bf16 and q8_0 weights, then the same prompts on our PyTorch loop.
 for T in f32 bf16 q8_0; do
