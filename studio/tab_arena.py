@@ -506,7 +506,8 @@ def run_benchmark(n_prompts: float, max_new_tokens: float, shots: float, model: 
     rows = corpus_index_for(session, arena_lm).rows  # the Arena's index: its budget and sample
     if rows is not None:
         train = train.subset(rows)
-    job = start_job("bench", in_foreground(run_bench), bench_model(session, arena_lm, int(shots)), prompts, train.outputs, config,
+    bench = in_foreground(MODEL_THREAD.serving_at_reports(run_bench))  # races run between two prompts
+    job = start_job("bench", bench, bench_model(session, arena_lm, int(shots)), prompts, train.outputs, config,
                     corpus_inputs=train.inputs, slot="bench", runner=functools.partial(MODEL_THREAD.run_job, urgent=True))
     session.jobs["bench"] = job
 

@@ -127,3 +127,34 @@ def test_a_job_with_a_runner_shows_queued_until_the_model_thread_takes_it():
     assert second.wait(10) and second.status == CANCELLED
     gate.set()
     assert first.wait(10) and first.status == DONE
+
+
+def test_a_long_job_serving_at_its_reports_lets_urgent_work_through_between_steps():
+    """A benchmark holds the model thread for minutes; another visitor's race runs between two of its prompts."""
+    mt = ModelThread("test-serving")
+    release, reports, order = threading.Event(), [], []
+
+    def bench(*, on_progress=None):
+        for i in range(3):
+            release.wait(10)
+            release.clear()
+            order.append(f"prompt {i}")
+            on_progress(i)
+        return "report"
+
+    result: list[str] = []
+    t = threading.Thread(target=lambda: result.append(mt.run_job(
+        lambda: mt.serving_at_reports(bench, linger_s=0.05)(on_progress=reports.append), urgent=True)))
+    t.start()
+    wait_until(lambda: mt._thread is not None and not mt._urgent, what="the benchmark to start")
+    race = threading.Thread(target=lambda: order.append(mt.call(lambda: "race chunk")))
+    race.start()
+    wait_until(lambda: len(mt._urgent) == 1, what="the race to queue")
+    release.set()  # prompt 0 ends: its report runs the race's chunk before prompt 1
+    race.join(10)
+    assert order == ["prompt 0", "race chunk"]
+    release.set()
+    wait_until(lambda: len(order) == 3, what="prompt 1")
+    release.set()
+    t.join(10)
+    assert result == ["report"] and reports == [0, 1, 2] and order[-1] == "prompt 2"
