@@ -48,15 +48,21 @@ class _Task:
 
 
 class ModelThread:
-    """A daemon thread with an urgent queue and a job queue; started on first use (again after a fork)."""
+    """A daemon thread with an urgent queue and a job queue; started on first use (in a forked child too)."""
 
     def __init__(self, name: str = "tasc-model") -> None:
         self.name = name
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            # a forked child (ZeroGPU's worker) has neither the parent's thread nor its waiting callers
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        """No thread, nothing queued (at creation, and in a forked child)."""
         self._cond = threading.Condition()
         self._urgent: deque[_Task] = deque()
         self._jobs: deque[_Task] = deque()
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def on_thread(self) -> bool:
         """True when called from the model thread itself."""
@@ -138,8 +144,7 @@ class ModelThread:
     # -- internals --------------------------------------------------------------------------
     def _submit(self, queue: deque[_Task], task: _Task) -> None:
         with self._cond:
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._pid = os.getpid()  # a forked child (ZeroGPU's worker) has no thread of its parent's
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
             queue.append(task)

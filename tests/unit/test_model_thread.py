@@ -158,3 +158,23 @@ def test_a_long_job_serving_at_its_reports_lets_urgent_work_through_between_step
     release.set()
     t.join(10)
     assert result == ["report"] and reports == [0, 1, 2] and order[-1] == "prompt 2"
+
+
+def test_a_forked_child_starts_its_own_model_thread_with_nothing_of_the_parents_queued():
+    """ZeroGPU runs a handler in a forked process: the model thread there is new and its queues empty."""
+    import os
+
+    mt = ModelThread("test-fork")
+    assert mt.call(lambda: 1) == 1  # the parent's thread is running
+    mt._jobs.append(object())  # as if a job were queued in the parent at the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave without running pytest's teardown
+        ok = not mt._jobs and mt._thread is None and mt.call(lambda: threading.current_thread().name) == "test-fork"
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    mt._jobs.clear()
+    assert answer == b"1"
