@@ -26,6 +26,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 
 import gradio as gr  # noqa: E402
 
+from studio.model_thread import MODEL_THREAD  # noqa: E402  (light: no torch)
 from tasc.core.errors import TascError  # noqa: E402  (light: no torch)
 
 log = logging.getLogger("tasc.app")
@@ -110,26 +111,12 @@ def store():
     return SessionStore(app_cache_dir() / "sessions", config)
 
 
-def model_thread_call(fn: Callable[..., Any], *args: Any) -> Any:
-    """`fn(*args)` on the app's one thread of tensor math (`studio.model_thread`): loading a model runs torch ops."""
-    from studio.model_thread import MODEL_THREAD
-
-    return MODEL_THREAD.call(fn, *args)
-
-
-def load_model(spec: str) -> Any:
-    """`tasc.core.models.load_model` (imported when first needed: torch is heavy)."""
-    from tasc.core.models import load_model as load
-
-    return load(spec)
-
-
 @functools.cache
 def pool() -> Any:
     """The shared, read-only models (one per process)."""
     from studio.model_pool import ModelPool
 
-    return ModelPool(app_model(), loader=load_model, call=model_thread_call)
+    return ModelPool(app_model(), call=MODEL_THREAD.call)  # loading a model runs torch ops
 
 
 MAX_GGUF_FILES = 4  # exported GGUFs kept on disk for the Arena's llama.cpp engine (f32 SmolLM2: 540 MB each)
@@ -157,7 +144,7 @@ def llamacpp_engines() -> Any:
     """The Arena's llama.cpp engines, one per model and shared (the base model's and at most two others)."""
     from studio.model_pool import ModelPool
 
-    return ModelPool(app_model(), max_extra=2, loader=_arena_engine, call=model_thread_call)
+    return ModelPool(app_model(), max_extra=2, loader=_arena_engine, call=MODEL_THREAD.call)
 
 
 def model_label(spec: str) -> str:
