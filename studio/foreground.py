@@ -16,9 +16,12 @@ import functools
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from studio.model_thread import MODEL_THREAD, ModelThread
+
+if TYPE_CHECKING:
+    from studio.jobs import Job
 
 SETTLE_S = 30.0  # longest a race waits for trainers to finish their step (a CPU step of batch 8 takes seconds)
 
@@ -124,3 +127,10 @@ def in_foreground(fn: Callable[..., Any], gate: Foreground = FOREGROUND) -> Call
             return fn(*args, **kwargs)
 
     return run
+
+
+def start_trainer(kind: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+    """Start a training job of the app (`studio.jobs.start_job`): `fn` pausable, run on the model thread."""
+    from studio.jobs import start_job  # looked up when called, as every handler does
+
+    return start_job(kind, pausable(fn), *args, runner=MODEL_THREAD.run_job, **kwargs)

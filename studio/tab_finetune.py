@@ -30,8 +30,7 @@ from studio.app_state import (
     user_errors,
 )
 from studio.compare_training import TRAIN_DRAFT, TRAIN_HYBRID, TRAIN_HYBRID_BLOCKS
-from studio.foreground import pausable
-from studio.model_thread import MODEL_THREAD
+from studio.foreground import start_trainer
 from studio.sessions import FinetuneRequest
 from studio.tab_arena import method_choices, model_update
 
@@ -195,7 +194,6 @@ def _finetune_request(session, base_model: str, method: str, steps: int, lr: flo
 def finetune_start(base_model: str, method: str, steps: float, learning_rate: float | None,
                    token: str | None, request: gr.Request, progress=gr.Progress()):  # noqa: B008  (Gradio injects it)
     """Start a background fine-tune of the session's training rows and stream its progress."""
-    from studio.jobs import start_job
     from tasc.ft.finetune import finetune
 
     session = session_for(token, request)
@@ -207,8 +205,7 @@ def finetune_start(base_model: str, method: str, steps: float, learning_rate: fl
         raise gr.Error("A fine-tune of this session is already running; stop it first.")
     info = _finetune_request(session, base_model, method, int(steps), float(learning_rate) if learning_rate else None)
     session.finetune_request = info
-    job = start_job("finetune", pausable(finetune), info.model, session.train, info.out_dir, info.config, slot="finetune",
-                    runner=MODEL_THREAD.run_job)
+    job = start_trainer("finetune", finetune, info.model, session.train, info.out_dir, info.config, slot="finetune")
     session.jobs["finetune"] = job
     yield from finetune_stream(session, job, progress)
 
@@ -217,7 +214,7 @@ def finetune_start(base_model: str, method: str, steps: float, learning_rate: fl
 @user_errors
 def finetune_resume(token: str | None, request: gr.Request, progress=gr.Progress()):  # noqa: B008  (Gradio injects it)
     """Continue the session's last stopped fine-tune from its checkpoint."""
-    from studio.jobs import CANCELLED, start_job
+    from studio.jobs import CANCELLED
     from tasc.ft.finetune import finetune
 
     session = session_for(token, request)
@@ -230,8 +227,8 @@ def finetune_resume(token: str | None, request: gr.Request, progress=gr.Progress
         last.wait()
     if last.status != CANCELLED:
         raise gr.Error(f"Nothing to resume: the last fine-tune {last.status}.")
-    job = start_job("finetune", pausable(finetune), info.model, session.train, info.out_dir, info.config,
-                    resume=True, slot="finetune", runner=MODEL_THREAD.run_job)
+    job = start_trainer("finetune", finetune, info.model, session.train, info.out_dir, info.config,
+                        resume=True, slot="finetune")
     session.jobs["finetune"] = job
     yield from finetune_stream(session, job, progress)
 
@@ -300,13 +297,12 @@ def compare_train(kind: str, steps: float, token: str | None, request: gr.Reques
 
     A stopped run of the same kind continues from its checkpoint the next time Train is pressed.
     """
-    from studio.jobs import start_job
 
     session = session_for(token, request)
     require_corpus(session)
     run = compare_training.plan(session, kind, int(steps), pool().get().model.config.num_hidden_layers)
-    job = start_job("compare", pausable(run.train), app_model(), session.train, run.out_dir, run.config, resume=run.resume,
-                    slot="finetune", runner=MODEL_THREAD.run_job)
+    job = start_trainer("compare", run.train, app_model(), session.train, run.out_dir, run.config, resume=run.resume,
+                        slot="finetune")
     session.jobs["compare"] = job
 
     def updates(j: Any) -> tuple[Any, ...]:

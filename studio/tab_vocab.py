@@ -212,9 +212,7 @@ def _enriched(session, result: dict[str, Any]) -> tuple[Any, ...]:
 @user_errors
 def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Request, progress=gr.Progress()):  # noqa: B008  (Gradio injects it)
     """Mine, add the strings to the base model's tokenizer, initialise their embeddings, save the model."""
-    from studio.foreground import pausable
-    from studio.jobs import start_job
-    from studio.model_thread import MODEL_THREAD
+    from studio.foreground import start_trainer
     from studio.plots import compression_rounds
     from tasc.ft.vocab import enrich
 
@@ -222,8 +220,8 @@ def vocab_enrich(budget: float, rounds: float, token: str | None, request: gr.Re
     require_corpus(session)
     config = mining_config(session, budget, rounds)
     out_dir = session.workdir / "models" / f"enriched-{secrets.token_hex(4)}"
-    job = start_job("enrich", pausable(enrich), app_model(), session.train.outputs, out_dir, config,
-                    heldout=_heldout_outputs(session), slot="enrich", runner=MODEL_THREAD.run_job)
+    job = start_trainer("enrich", enrich, app_model(), session.train.outputs, out_dir, config,
+                        heldout=_heldout_outputs(session), slot="enrich")
     session.jobs["enrich"] = job
 
     def updates(j: Any) -> tuple[Any, ...]:

@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.app_state import app_cache_dir, app_model
-from studio.foreground import pausable
-from studio.jobs import CANCELLED, DONE, FAILED, Job, JobsFull, start_job
-from studio.model_thread import MODEL_THREAD
+from studio.foreground import start_trainer
+from studio.jobs import CANCELLED, DONE, FAILED, Job, JobsFull
 
 log = logging.getLogger("tasc.app")
 
@@ -127,8 +126,7 @@ def _start(tm: TaskModel, train: Any, config: Any) -> Job | None:
 
     resume = (tm.path / "checkpoints").is_dir()
     try:
-        return start_job(KIND, pausable(finetune), app_model(), train, tm.path, config, resume=resume, slot=KIND,
-                         runner=MODEL_THREAD.run_job)
+        return start_trainer(KIND, finetune, app_model(), train, tm.path, config, resume=resume, slot=KIND)
     except JobsFull as exc:
         log.info("task model not started: %s", exc)
         return None
