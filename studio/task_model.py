@@ -219,9 +219,10 @@ def status(session: Any, foreground_busy: bool = False) -> str:
         return "Task model: starting (loading the base model)…" if job.status != "queued" else "Task model: queued…"
     eta = f", about {p.eta_s:.0f} s left" if p.eta_s else ""
     paused = " — paused while the Arena runs" if foreground_busy else ""
-    return (f"Task model: training in the background (LoRA), step {p.done}/{p.total}{eta}, "
-            f"loss {p.metrics.get('loss', float('nan')):.3f}{paused}. Until it is ready the Arena uses the base model "
-            "with examples.")
+    loss = p.metrics.get("loss")  # none before the trainer's first logged step
+    said_loss = f", loss {loss:.3f}" if loss is not None else ""
+    return (f"Task model: training in the background (LoRA), step {p.done}/{p.total}{eta}{said_loss}{paused}. "
+            "Until it is ready the Arena uses the base model with examples.")
 
 
 def _figures(path: Path) -> dict[str, Any]:

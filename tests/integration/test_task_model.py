@@ -3,6 +3,8 @@ cached LoRA fine-tune; once ready the Arena answers with it by default; nobody l
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from gradio_client import Client
 
@@ -98,3 +100,25 @@ def test_the_task_model_folder_stays_bounded(tmp_path, monkeypatch):
         task_model._prune(keep)
     left = sorted(p.name for p in root.iterdir())
     assert left == ["m0", "m3", "m4"]  # m0 is used; m1, m2 were the oldest unused
+
+
+def test_the_status_line_names_the_loss_only_once_the_trainer_logged_one():
+    from types import SimpleNamespace
+
+    from tasc.core.progress import Progress
+
+    job = SimpleNamespace(status="running", error=None, finished=False, latest=Progress("finetune", 3, 80, 6.0))
+    session = SimpleNamespace(task_model=Path("/nowhere"))
+    tm = task_model.TaskModel("k", Path("/nowhere"))
+    tm.job = job
+    with task_model._LOCK:
+        task_model._RUNS[tm.path] = tm
+    try:
+        first = task_model.status(session)
+        job.latest = Progress("finetune", 5, 80, 10.0, metrics={"loss": 1.25})
+        later = task_model.status(session)
+    finally:
+        with task_model._LOCK:
+            task_model._RUNS.pop(tm.path, None)
+    assert "step 3/80" in first and "loss" not in first and "nan" not in first
+    assert "step 5/80" in later and "loss 1.250" in later
