@@ -31,6 +31,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--faithful-only", action="store_true",
                    help="data-to-text (name[X], area[Y] inputs): train only on references that state every input "
                         "attribute and invent none (a third of E2E's leave one out, and models learn to)")
+    p.add_argument("--attribute-dropout", action="store_true",
+                   help="data-to-text: also train on copies of faithful rows with one attribute cut from input and "
+                        "reference, so the model stops stating attributes it is not given (e.g. food for a coffee shop)")
+    p.add_argument("--new-names", action="store_true",
+                   help="data-to-text: rename half the rows (input and reference) with new names made of the corpus's "
+                        "name words, so the model copies a name it never saw instead of writing one it knows")
+    p.add_argument("--teacher", metavar="MODEL",
+                   help="a fine-tuned model whose greedy answers to the corpus's inputs are added to the training rows "
+                        "(distillation; e.g. the base fine-tune when training TASC-ft's enriched model)")
     p.add_argument("--max-length", type=int, default=256, help="prompt + answer tokens per example")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto (default): matmuls in bf16 autocast, fp32 master weights, where the device computes bf16 "
@@ -48,7 +57,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = FinetuneConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, lora=args.lora, lora_rank=args.lora_rank,
         save_every=args.save_every, save_every_s=args.save_every_s, max_length=args.max_length, seed=args.seed,
-        faithful_only=args.faithful_only, precision=args.precision,
+        faithful_only=args.faithful_only, attribute_dropout=args.attribute_dropout,
+        new_names=args.new_names, teacher=args.teacher,
+        precision=args.precision,
     )
     config.check()
     corpus = load_corpus_split(args.corpus, args)

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence, Unpack
+from typing import Any, Sequence, TypedDict, Unpack
 
 from tasc.core.corpus import Corpus
 from tasc.core.errors import Cancelled, CorpusError
@@ -57,6 +57,16 @@ class FinetuneConfig:
     # Data-to-text (E2E-style attribute inputs): train only on references that state every attribute and
     # invent none (`tasc.core.faithfulness.faithful_rows`): a third of E2E's do not, and models learn that.
     faithful_only: bool = False
+    # Data-to-text: add copies of faithful rows with one attribute taken out of input and reference
+    # (`tasc.ft.augment`), so attributes a small corpus always pairs (coffee shop + food) come apart.
+    attribute_dropout: bool = False
+    # Data-to-text: give half the rows a new name made of the corpus's name words (`tasc.ft.augment`), so the
+    # model learns to copy a name it never saw instead of the few it did.
+    new_names: bool = False
+    # A fine-tuned model whose greedy answers to the corpus's inputs are added to the training rows (before the
+    # options above filter and augment them): sequence-level distillation, e.g. of the base fine-tune into TASC-ft.
+    teacher: str | None = None
+    teacher_inputs: int | None = None  # answer at most this many distinct inputs (None: all)
     # "auto": matmuls in bf16 autocast (fp32 master weights) where the device computes bf16 natively
     # (`tasc.core.models.trains_in_bf16`: half the step time on an AVX512-BF16 CPU); "fp32": never.
     precision: str = "auto"
@@ -73,6 +83,8 @@ class FinetuneConfig:
         for name in ("steps", "batch_size", "log_every", "lora_rank"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.teacher_inputs is not None and self.teacher_inputs < 1:
+            raise ValueError(f"teacher_inputs must be at least 1 (or None: all), got {self.teacher_inputs}")
         if self.save_every is not None and self.save_every < 1:
             raise ValueError(f"save_every must be at least 1 (or None: by time only), got {self.save_every}")
         if not self.save_every_s > 0:
@@ -91,12 +103,22 @@ class FinetuneConfig:
         return self.precision == "auto" and trains_in_bf16(device)
 
 
-def faithful_by_default(corpus: Corpus) -> bool:
-    """Whether the app's recipes train `corpus` on its faithful rows only: data-to-text from E2E-style attribute
-    lists, where that measured fewer invented and dropped attributes on unseen names (README, issue 21)."""
+class DataToTextOptions(TypedDict):
+    """The FinetuneConfig switches of the data-to-text recipe."""
+
+    faithful_only: bool
+    attribute_dropout: bool
+    new_names: bool
+
+
+def data_to_text_options(corpus: Corpus) -> DataToTextOptions:
+    """The FinetuneConfig switches the app's recipes set for `corpus`: for data-to-text from E2E-style attribute
+    lists, faithful rows only, attribute dropout and new names (fewer invented and dropped attributes and
+    copied unseen names, measured on unseen names: README, issue 21); for any other task, none."""
     from tasc.core.faithfulness import is_attribute_task
 
-    return corpus.inputs is not None and is_attribute_task(corpus.inputs)
+    on = corpus.inputs is not None and is_attribute_task(corpus.inputs)
+    return DataToTextOptions(faithful_only=on, attribute_dropout=on, new_names=on)
 
 
 @dataclass
@@ -242,6 +264,33 @@ def _wrap_lora(model: Any, config: FinetuneConfig, meta: dict[str, Any]) -> Any:
     return get_peft_model(model, lora)
 
 
+TEACHER_ANSWERS = "teacher_answers.jsonl"  # under OUT/checkpoints: a killed run's resume keeps the answers
+
+
+def _with_teacher_answers(run: TrainRun, teacher: str, corpus: Corpus, limit: int | None, *, fresh: bool) -> Corpus:
+    """The corpus followed by one row per distinct input (the first `limit`) with the teacher's greedy answer
+    (resumable)."""
+    import gc
+
+    from tasc.core.corpus import compute_stats
+    from tasc.ft.distill import distill, read_answers
+
+    inputs = list(dict.fromkeys(corpus.inputs or []))[:limit]
+    path = run.checkpoints / TEACHER_ANSWERS
+    if fresh:
+        path.unlink(missing_ok=True)  # answers of an earlier, finished or abandoned run may be another teacher's
+    lm = run.load(teacher)
+    lm.model.eval()
+    distill(lm, inputs, path, on_progress=run.on_progress, cancel=run.cancel)
+    del lm
+    gc.collect()
+    answers = read_answers(path)
+    outputs = corpus.outputs + [answers[i] for i in inputs if i in answers]
+    new_inputs = (corpus.inputs or []) + [i for i in inputs if i in answers]
+    return Corpus(outputs, new_inputs, f"{corpus.source} (+{len(new_inputs) - len(corpus)} answers of {teacher})",
+                  compute_stats(outputs, new_inputs))
+
+
 def _load_run_config(run: RunDir, config: FinetuneConfig, resume: bool) -> tuple[FinetuneConfig, Path | None]:
     """The config to use and the checkpoint to resume from (a resumed run keeps its stored config)."""
     latest = run.latest_checkpoint(_complete)
@@ -358,10 +407,20 @@ def finetune(
     run = TrainRun(out_dir, options)
     config, checkpoint = _load_run_config(run, config, run.resume)
     torch.manual_seed(config.seed)
+    if config.teacher:
+        corpus = _with_teacher_answers(run, config.teacher, corpus, config.teacher_inputs, fresh=not run.resume)
     if config.faithful_only:
         from tasc.core.faithfulness import faithful_rows
 
         corpus = faithful_rows(corpus)
+    if config.attribute_dropout:
+        from tasc.ft.augment import with_attribute_dropout
+
+        corpus = with_attribute_dropout(corpus)
+    if config.new_names:
+        from tasc.ft.augment import with_new_names
+
+        corpus = with_new_names(corpus, seed=config.seed)
 
     lm = run.load(model)
     fmt = (prompt_format or lm.prompt_format).resolved(lm.tokenizer)
@@ -375,7 +434,7 @@ def finetune(
     final = train_model.merge_and_unload() if config.lora else train_model
     final.eval()
     figures.update({"train_rows": len(examples), "truncated_rows": cut, "device": lm.device, "config": asdict(config),
-                    "corpus": corpus.source})
+                    "corpus": corpus.source, "from_model": model})
     _save_finetuned(final, lm, model, fmt, figures, run.out)
     run.clean_up(config.keep_checkpoints)
     return {"out_dir": str(run.out), **figures, "losses": losses}

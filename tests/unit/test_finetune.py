@@ -222,14 +222,33 @@ def test_faithful_only_trains_on_references_that_state_their_input(tiny_model_di
     assert result["config"]["faithful_only"] is True
 
 
+def test_data_to_text_augmentation_reaches_training(tiny_model_dir, tmp_path):
+    """--attribute-dropout and --new-names: the training rows are the faithful ones plus their dropout copies,
+    half of them renamed; the run's figures say so and the stored config keeps both for a resume."""
+    from tasc.core.corpus import Corpus, compute_stats
+
+    rows = [(f"name[{n}], eatType[coffee shop], food[Italian], area[riverside]",
+             f"{n} is a coffee shop that serves Italian food by the river.") for n in ("Aromi", "Zizzi", "Cotto Bar")]
+    inputs, outputs = [i for i, _ in rows], [o for _, o in rows]
+    e2e = Corpus(outputs, inputs, "e2e-like", compute_stats(outputs, inputs))
+    config = FinetuneConfig(steps=2, batch_size=2, faithful_only=True, attribute_dropout=True, new_names=True)
+    result = finetune(str(tiny_model_dir), e2e, tmp_path / "augmented", config, device="cpu")
+    assert result["train_rows"] == 6 and "+3 attribute-dropout copies" in result["corpus"]
+    assert "rows renamed" in result["corpus"]
+    assert result["config"]["attribute_dropout"] is True and result["config"]["new_names"] is True
+
+
 def test_the_apps_recipes_train_data_to_text_on_faithful_rows(data_dir):
     from studio.task_model import recipe
     from tasc.core.corpus import load_corpus
-    from tasc.ft.finetune import faithful_by_default
+    from tasc.ft.finetune import data_to_text_options
 
     e2e, snips = load_corpus(data_dir / "e2e" / "dev.jsonl"), load_corpus(data_dir / "snips" / "valid.jsonl")
-    assert faithful_by_default(e2e) and not faithful_by_default(snips)
-    assert recipe(False, e2e).faithful_only and not recipe(True, snips).faithful_only
+    assert all(data_to_text_options(e2e).values()) and not any(data_to_text_options(snips).values())
+    for on_gpu in (False, True):
+        e2e_recipe, snips_recipe = recipe(on_gpu, e2e), recipe(on_gpu, snips)
+        assert e2e_recipe.faithful_only and e2e_recipe.attribute_dropout and e2e_recipe.new_names
+        assert not (snips_recipe.faithful_only or snips_recipe.attribute_dropout or snips_recipe.new_names)
 
 
 def test_cli_precision_fp32_trains_without_autocast(tiny_model_dir, tmp_path, capsys):
@@ -242,3 +261,31 @@ def test_cli_precision_fp32_trains_without_autocast(tiny_model_dir, tmp_path, ca
     assert main(args) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["config"]["precision"] == "fp32" and result["bf16"] is False
+
+
+def test_teacher_answers_join_the_training_rows(tiny_model_dir, tmp_path):
+    """--teacher: the teacher's greedy answer to each distinct input is one more training row; the answers are
+    written under the run's checkpoints (so a killed run resumes them) and removed with them at the end."""
+    from tasc.core.corpus import Corpus, compute_stats
+    from tasc.core.models import load_model
+    from tasc.ft.distill import read_answers
+    from tasc.spec.decode import DecodeConfig, generate
+    from tasc.spec.drafts import SpecConfig, tasc_drafter
+
+    rows = ROWS[:6] + ROWS[:2]  # 6 distinct inputs, two of them twice
+    inputs, outputs = [r["input"] for r in rows], [r["output"] for r in rows]
+    corpus = Corpus(outputs, inputs, "rows", compute_stats(outputs, inputs))
+    seen: list[str] = []
+    config = FinetuneConfig(steps=2, batch_size=2, teacher=str(tiny_model_dir), keep_checkpoints=True)
+    out = tmp_path / "student"
+    result = finetune(str(tiny_model_dir), corpus, out, config, device="cpu", on_progress=lambda p: seen.append(p.task))
+    assert result["train_rows"] == 8 + 6 and f"+6 answers of {tiny_model_dir}" in result["corpus"]
+    assert "distill" in seen and "finetune" in seen[seen.index("distill"):]
+    answers = read_answers(out / "checkpoints" / "teacher_answers.jsonl")
+    assert list(answers) == list(dict.fromkeys(inputs))
+    teacher = load_model(str(tiny_model_dir), device="cpu", dtype=torch.float32)  # the answers are its greedy ones
+    ids = teacher.prompt_format.prompt_ids(teacher.tokenizer, inputs[0])
+    greedy = generate(teacher.model, ids, tasc_drafter(teacher.tokenizer, None, SpecConfig(use_corpus=False)),
+                      DecodeConfig(128), teacher.eos_token_id)
+    assert answers[inputs[0]] == teacher.tokenizer.decode(greedy.tokens, skip_special_tokens=True).strip()
+    assert result["config"]["teacher"] == str(tiny_model_dir)
