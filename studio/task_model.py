@@ -69,11 +69,11 @@ LEARNING_RATE = 2e-3  # measured on the support tickets, 60 steps: exact match 0
 
 def recipe(on_gpu: bool, train: Any) -> Any:
     """The background fine-tune of the corpus `train`: LoRA (rank 16, lr 2e-3) at batch 8, sized by the device;
-    data-to-text corpora train on their faithful rows (`faithful_by_default`)."""
-    from tasc.ft.finetune import FinetuneConfig, faithful_by_default
+    data-to-text corpora add the options of `data_to_text_options`."""
+    from tasc.ft.finetune import FinetuneConfig, data_to_text_options
 
     return FinetuneConfig(steps=GPU_STEPS if on_gpu else CPU_STEPS, lora=True, learning_rate=LEARNING_RATE, log_every=5,
-                          faithful_only=faithful_by_default(train))
+                          **data_to_text_options(train))
 
 
 def key_of(base: str, train: Any, config: Any) -> str:

@@ -199,7 +199,7 @@ def test_finetune_stop_then_resume_from_the_checkpoint(served, tiny_model_dir, m
         Client(served.url, verbose=False).predict(api_name="/finetune_resume")
 
 
-def test_vocabulary_mine_tokenise_enrich_then_finetune_the_enriched_model(served):
+def test_vocabulary_mine_tokenise_enrich_then_finetune_the_enriched_model(served, tiny_model_dir):
     c = Client(served.url, verbose=False)
     c.predict("support_tickets.jsonl", api_name="/use_example")
     table, bars, rounds, status, text, before, after, counts = c.predict(40, 3, api_name="/mine")
@@ -225,8 +225,13 @@ def test_vocabulary_mine_tokenise_enrich_then_finetune_the_enriched_model(served
     assert label.startswith("enriched #1 (+")
     assert json.loads(rounds["plot"])["data"]
     status, *_ = c.predict(label, "LoRA (fast)", 2, None, api_name="/finetune")
+    assert status.startswith("✓ Done: 2 steps") and "teacher" not in status  # no fine-tuned base model yet
+    # With a fine-tune of the base model in the session, the enriched model learns from its answers too.
+    status, *_ = c.predict(str(tiny_model_dir), "LoRA (fast)", 2, None, api_name="/finetune")
     assert status.startswith("✓ Done: 2 steps")
-    (ft,) = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "finetuned"
+    status, *_ = c.predict(label, "LoRA (fast)", 2, None, api_name="/finetune")
+    assert status.startswith("✓ Done: 2 steps") and "the teacher's answers" in status
+    ft, _ = [m for s in app.store()._sessions.values() for m in s.models.values() if m.kind == "finetuned"
              and "enriched" in json.loads((m.path / "tasc.json").read_text())]
     _, final = arena(c, "Hi, my Volt USB-C hub is broken, order A1234567.", FT_SPEC, 16, 0, model=ft.label)
     assert "tokens/s" in final[3]

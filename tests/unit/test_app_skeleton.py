@@ -147,3 +147,53 @@ def test_user_errors_show_messages_not_tracebacks(caplog):
     with pytest.raises(gr.Error, match="bad value 3"):
         next(g)
     assert app_state.inspect.isgeneratorfunction(gen)
+
+
+def test_a_finished_fine_tune_says_what_it_trained_on():
+    from studio.tab_finetune import rows_text
+
+    e2e = {"train_rows": 4347, "config": {"faithful_only": True, "attribute_dropout": True, "new_names": True}}
+    assert rows_text(e2e) == " Trained on 4,347 training rows (faithful rows only, attribute dropout, new names)."
+    snips = {"train_rows": 13084, "config": {"faithful_only": False, "attribute_dropout": False, "new_names": False}}
+    assert rows_text(snips) == " Trained on 13,084 training rows."
+    assert rows_text({"steps": 2}) == ""  # an old result without the figure
+
+
+def test_an_enriched_fine_tune_learns_from_the_sessions_base_fine_tune_or_the_task_model(tmp_path, data_dir):
+    from studio.app_state import app_model
+    from studio.sessions import Session, SessionModel
+    from studio.tab_finetune import TEACHER_INPUTS, _finetune_request, teacher_for
+    from tasc.core.corpus import load_corpus
+
+    session = Session("t", None, tmp_path)
+    session.train = load_corpus(data_dir / "e2e" / "dev.jsonl")
+    session.models["enriched #1"] = SessionModel("enriched #1", tmp_path / "enr", "enriched")
+    assert teacher_for(session) is None  # nothing trained yet: an enriched fine-tune learns from the rows only
+    assert _finetune_request(session, "enriched #1", "LoRA (fast)", 10, None).config.teacher is None
+
+    session.task_model = tmp_path / "task-model"
+    session.task_model.mkdir()
+    assert teacher_for(session) is None  # still training: no tasc.json yet
+    (session.task_model / "tasc.json").write_text("{}")
+    assert teacher_for(session) == str(session.task_model)
+
+    session.models["ft #1"] = SessionModel("ft #1", tmp_path / "ft1", "finetuned", {"from_model": app_model()})
+    session.models["ft #2"] = SessionModel("ft #2", tmp_path / "ft2", "finetuned", {"from_model": str(tmp_path / "enr")})
+    assert teacher_for(session) == str(tmp_path / "ft1")  # a fine-tune of the base beats the task model; not TASC-ft's
+    request = _finetune_request(session, "enriched #1", "LoRA (fast)", 10, None)
+    assert request.config.teacher == str(tmp_path / "ft1") and request.config.teacher_inputs == TEACHER_INPUTS
+    assert request.config.faithful_only and request.config.new_names  # E2E: the data-to-text options too
+    assert _finetune_request(session, app_model(), "LoRA (fast)", 10, None).config.teacher is None  # base: no teacher
+
+
+def test_the_fine_tune_status_names_the_teacher_phase():
+    from studio.tab_finetune import finetune_status
+    from tasc.core.progress import Progress
+
+    class FakeJob:
+        status, finished, waiting_for_runner = "running", False, False
+        latest = Progress("distill", 30, 300, 12.0)
+
+    assert finetune_status(FakeJob()).startswith("The teacher answers the corpus's inputs: **30/300**")
+    FakeJob.latest = Progress("finetune", 5, 10, 3.0, {"step": 5, "loss": 1.5})
+    assert finetune_status(FakeJob()).startswith("Step **5/10**")
