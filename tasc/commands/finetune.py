@@ -14,6 +14,16 @@ from tasc.commands.options import (
     progress_bar,
 )
 
+# The data-to-text recipe's switches (name[X], area[Y] inputs; `tasc.ft.augment`), each a FinetuneConfig field.
+DATA_TO_TEXT_FLAGS = {
+    "--faithful-only": "data-to-text: train only on references that state every input attribute and invent none "
+                       "(a third of E2E's leave one out, and models learn to)",
+    "--attribute-dropout": "data-to-text: also train on copies of faithful rows with one attribute cut from input and "
+                           "reference, so the model stops stating attributes it is not given (e.g. food for a coffee shop)",
+    "--new-names": "data-to-text: rename half the rows (input and reference) with new names made of the corpus's name "
+                   "words, so the model copies a name it never saw instead of writing one it knows",
+}
+
 
 def register(subparsers: Any) -> None:
     """Add the `finetune` parser."""
@@ -28,15 +38,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--enriched", metavar="DIR", help="an enriched model directory from `tasc enrich` (replaces --model)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the saved model)")
     p.add_argument("--lora-rank", type=int, default=16)
-    p.add_argument("--faithful-only", action="store_true",
-                   help="data-to-text (name[X], area[Y] inputs): train only on references that state every input "
-                        "attribute and invent none (a third of E2E's leave one out, and models learn to)")
-    p.add_argument("--attribute-dropout", action="store_true",
-                   help="data-to-text: also train on copies of faithful rows with one attribute cut from input and "
-                        "reference, so the model stops stating attributes it is not given (e.g. food for a coffee shop)")
-    p.add_argument("--new-names", action="store_true",
-                   help="data-to-text: rename half the rows (input and reference) with new names made of the corpus's "
-                        "name words, so the model copies a name it never saw instead of writing one it knows")
+    for flag, help_text in DATA_TO_TEXT_FLAGS.items():
+        p.add_argument(flag, action="store_true", help=help_text)
     p.add_argument("--teacher", metavar="MODEL",
                    help="a fine-tuned model whose greedy answers to the corpus's inputs are added to the training rows "
                         "(distillation; e.g. the base fine-tune when training TASC-ft's enriched model)")
