@@ -63,6 +63,23 @@ step runs/e2e-entity-enriched-100.json enrich "$E2E_TRAIN" --model smollm2-135m 
 step runs/e2e-faithful-enr100-470.json finetune --enriched runs/e2e-entity-enriched-100 --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --out runs/e2e-faithful-enr100-470 --steps 470 --resume
 step runs/e2e-faithful-enr100-470-entity.json evaluate --model runs/e2e-faithful-enr100-470 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 step runs/bench-e2e-entity-bf16.json bench --model runs/e2e-faithful-400 --ft-model runs/e2e-faithful-enr-400 --corpus $DATA/e2e/dev.jsonl --prompts $DATA/e2e/dev.jsonl --corpus-split train --prompts-split heldout --split-by entity --n 50 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
+# The recipe now (2026-12-01): faithful rows + attribute dropout + new names (`tasc.ft.augment`); dropout alone first.
+step runs/e2e-drop-400.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --attribute-dropout --out runs/e2e-drop-400 --steps 400 --resume
+step runs/e2e-drop-400-entity.json evaluate --model runs/e2e-drop-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+step runs/e2e-drop-enr-400.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --attribute-dropout --out runs/e2e-drop-enr-400 --steps 400 --resume
+step runs/e2e-drop-enr-400-entity.json evaluate --model runs/e2e-drop-enr-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+for M in dropnames-400 dropnames-enr-400; do
+  FROM="--model smollm2-135m"; [ "$M" = dropnames-enr-400 ] && FROM="--enriched runs/e2e-entity-enriched"
+  step runs/e2e-$M.json finetune $FROM --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --attribute-dropout --new-names --out runs/e2e-$M --steps 400 --resume
+  step runs/e2e-$M-entity.json evaluate --model runs/e2e-$M --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+done
+# TASC-ft with the base fine-tune as teacher (its greedy answers to the training inputs join the rows).
+step runs/e2e-teacher-enr-400.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --attribute-dropout --new-names --teacher runs/e2e-dropnames-400 --out runs/e2e-teacher-enr-400 --steps 400 --resume
+step runs/e2e-teacher-enr-400-entity.json evaluate --model runs/e2e-teacher-enr-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
+step runs/bench-e2e-entity-teacher.json bench --model runs/e2e-dropnames-400 --ft-model runs/e2e-teacher-enr-400 --corpus $DATA/e2e/dev.jsonl --prompts $DATA/e2e/dev.jsonl --corpus-split train --prompts-split heldout --split-by entity --n 50 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
+step runs/bench-e2e-entity-dropnames.json bench --model runs/e2e-dropnames-400 --ft-model runs/e2e-dropnames-enr-400 --corpus $DATA/e2e/dev.jsonl --prompts $DATA/e2e/dev.jsonl --corpus-split train --prompts-split heldout --split-by entity --n 50 --methods greedy,greedy-loop,pld,tasc-spec,tasc-ft,tasc-ft+spec
+step runs/e2e-dropnames-input-400.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --faithful-only --attribute-dropout --new-names --out runs/e2e-dropnames-input-400 --steps 400 --resume
+step runs/e2e-dropnames-input-400-heldout.json evaluate --model runs/e2e-dropnames-input-400 --corpus $DATA/e2e/dev.jsonl --split heldout --draft-corpus $DATA/e2e/dev.jsonl
 # Issue 20: TASC on llama.cpp with f32, bf16 and q8_0 weights, then the same prompts on our PyTorch loop.
 for T in f32 bf16 q8_0; do
   step runs/bench-snips-llamacpp-$T.json bench --engine llamacpp --gguf-type $T --model runs/snips-lr2e4-380 --ft-model runs/snips-enr-560 --corpus $DATA/snips/train.jsonl --prompts $DATA/snips/valid.jsonl --n 50 --methods llamacpp-greedy,llamacpp-lookup,llamacpp-lookup-corpus,tasc-spec,tasc-ft,tasc-ft+spec
