@@ -73,6 +73,11 @@ for M in dropnames-400 dropnames-enr-400; do
   step runs/e2e-$M.json finetune $FROM --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --attribute-dropout --new-names --out runs/e2e-$M --steps 400 --resume
   step runs/e2e-$M-entity.json evaluate --model runs/e2e-$M --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
 done
+# The app's task model (LoRA r16, lr 2e-3, 80 steps) with faithful rows only, and with the recipe now.
+step runs/e2e-app-faithful-80.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --lora --lr 2e-3 --steps 80 --out runs/e2e-app-faithful-80 --resume
+step runs/e2e-app-faithful-80-entity.json evaluate --model runs/e2e-app-faithful-80 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity
+step runs/e2e-app-recipe-80.json finetune --model smollm2-135m --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --attribute-dropout --new-names --lora --lr 2e-3 --steps 80 --out runs/e2e-app-recipe-80 --resume
+step runs/e2e-app-recipe-80-entity.json evaluate --model runs/e2e-app-recipe-80 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity
 # TASC-ft with the base fine-tune as teacher (its greedy answers to the training inputs join the rows).
 step runs/e2e-teacher-enr-400.json finetune --enriched runs/e2e-entity-enriched --corpus $DATA/e2e/dev.jsonl --split train --split-by entity --faithful-only --attribute-dropout --new-names --teacher runs/e2e-dropnames-400 --out runs/e2e-teacher-enr-400 --steps 400 --resume
 step runs/e2e-teacher-enr-400-entity.json evaluate --model runs/e2e-teacher-enr-400 --corpus $DATA/e2e/dev.jsonl --split heldout --split-by entity --draft-corpus $DATA/e2e/dev.jsonl
