@@ -131,14 +131,20 @@ def is_attribute_task(inputs: Sequence[str]) -> bool:
     return bool(parsed) and all(p is not None and any(a in E2E_ATTRIBUTES for a, _ in p) for p in parsed)
 
 
+def attribute_inputs(corpus: Corpus, what: str) -> list[str]:
+    """The corpus's inputs when they are E2E-style attribute lists; `CorpusError` saying what needs them otherwise."""
+    inputs = corpus.inputs
+    if inputs is None or not is_attribute_task(inputs):
+        raise CorpusError(f"{corpus.source}: {what} needs attribute-list inputs like name[X], area[Y]")
+    return inputs
+
+
 def faithful_rows(corpus: Corpus) -> Corpus:
     """The rows of a data-to-text corpus whose output states every input attribute and invents none.
 
     E2E's human references leave an attribute out in about a third of rows; a model trained on them learns to
     drop and to invent attributes. `CorpusError` when the corpus has no attribute-list inputs or no row passes."""
-    inputs = corpus.inputs
-    if inputs is None or not is_attribute_task(inputs):
-        raise CorpusError(f"{corpus.source}: keeping faithful rows needs attribute-list inputs like name[X], area[Y]")
+    inputs = attribute_inputs(corpus, "keeping faithful rows")
     keep = [i for i, (task_input, output) in enumerate(zip(inputs, corpus.outputs, strict=True))
             if not any(check_faithfulness(output, parse_attributes(task_input) or []).values())]
     if not keep:

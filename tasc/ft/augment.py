@@ -29,12 +29,16 @@ import re
 from typing import Iterator
 
 from tasc.core.corpus import Corpus, compute_stats, parse_attributes
-from tasc.core.errors import CorpusError
-from tasc.core.faithfulness import check_faithfulness, is_attribute_task
+from tasc.core.faithfulness import attribute_inputs, check_faithfulness
 
 _DISH = r"(?:food|cuisine|dishes|meals)"
 _LEFT_OVER = re.compile(r"\bfood|\bcuisine", re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _attribute_list(attributes: list[tuple[str, str]]) -> str:
+    """An input written back as `name[X], area[Y]`."""
+    return ", ".join(f"{a}[{v}]" for a, v in attributes)
 
 
 def _food_clause_patterns(food: str) -> list[str]:
@@ -80,7 +84,7 @@ def dropout_row(task_input: str, output: str) -> list[tuple[str, str]]:
         for cut in _without(output, attribute, value):
             clean = not any(check_faithfulness(cut, rest).values())
             if clean and not (attribute == "food" and _LEFT_OVER.search(cut)):
-                copies.append((", ".join(f"{a}[{v}]" for a, v in rest), cut))
+                copies.append((_attribute_list(rest), cut))
                 break
     return copies
 
@@ -88,9 +92,7 @@ def dropout_row(task_input: str, output: str) -> list[tuple[str, str]]:
 def with_attribute_dropout(corpus: Corpus) -> Corpus:
     """The corpus followed by the attribute-dropout copies of its faithful rows; `CorpusError` when its inputs
     are not attribute lists."""
-    inputs = corpus.inputs
-    if inputs is None or not is_attribute_task(inputs):
-        raise CorpusError(f"{corpus.source}: attribute dropout needs attribute-list inputs like name[X], area[Y]")
+    inputs = attribute_inputs(corpus, "attribute dropout")
     copies = [pair for task_input, output in zip(inputs, corpus.outputs, strict=True)
               for pair in dropout_row(task_input, output)]
     new_inputs = inputs + [i for i, _ in copies]
@@ -114,9 +116,7 @@ def with_new_names(corpus: Corpus, share: float = 0.5, seed: int = 0) -> Corpus:
     """The corpus with `share` of its rows renamed: a new name of 1-3 of the corpus's own name words (after
     "The" in a third of them) replaces `name[...]` in the input and in the reference; rows whose reference does
     not write the name as given keep it. `CorpusError` when the inputs are not attribute lists with a name."""
-    inputs = corpus.inputs
-    if inputs is None or not is_attribute_task(inputs):
-        raise CorpusError(f"{corpus.source}: new names need attribute-list inputs like name[X], area[Y]")
+    inputs = attribute_inputs(corpus, "renaming rows")
     if not 0 <= share <= 1:
         raise ValueError(f"share must be between 0 and 1, got {share}")
     words, rng = _name_words(corpus), random.Random(seed)
@@ -131,7 +131,7 @@ def with_new_names(corpus: Corpus, share: float = 0.5, seed: int = 0) -> Corpus:
         new = f"The {new}" if rng.random() < 1 / 3 else new
         if new in taken:
             continue
-        new_inputs[k] = ", ".join(f"{a}[{new if a == 'name' else v}]" for a, v in attributes)
+        new_inputs[k] = _attribute_list([(a, new if a == "name" else v) for a, v in attributes])
         new_outputs[k] = output.replace(name, new)
         renamed += 1
     return Corpus(new_outputs, new_inputs, f"{corpus.source} ({renamed} rows renamed)",

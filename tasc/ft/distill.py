@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from tasc.core.errors import CorpusError
 from tasc.core.models import LoadedModel
@@ -19,20 +19,23 @@ from tasc.spec.decode import DecodeConfig, generate
 from tasc.spec.drafts import SpecConfig, tasc_drafter
 
 
-def answered_inputs(path: Path) -> set[str]:
-    """Inputs already answered in an existing distilled corpus (a torn last line is ignored)."""
-    done: set[str] = set()
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a distilled corpus's lines, none when it does not exist (a torn last line is skipped)."""
     if not path.exists():
-        return done
+        return
     with path.open(encoding="utf-8") as f:
         for line in f:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a run killed mid-write leaves at most one partial line
-            if isinstance(row, dict) and isinstance(row.get("input"), str):
-                done.add(row["input"])
-    return done
+            if isinstance(row, dict):
+                yield row
+
+
+def answered_inputs(path: Path) -> set[str]:
+    """Inputs already answered in an existing distilled corpus (a torn last line is ignored)."""
+    return {row["input"] for row in _rows(path) if isinstance(row.get("input"), str)}
 
 
 def distill(
@@ -76,13 +79,5 @@ def distill(
 
 def read_answers(path: Path) -> dict[str, str]:
     """input -> output of a distilled corpus written by `distill` (a torn last line is ignored)."""
-    answers: dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("input"), str) and isinstance(row.get("output"), str):
-                answers[row["input"]] = row["output"]
-    return answers
+    return {row["input"]: row["output"] for row in _rows(path)
+            if isinstance(row.get("input"), str) and isinstance(row.get("output"), str)}
