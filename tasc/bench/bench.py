@@ -41,6 +41,7 @@ from tasc.methods import (
 )
 from tasc.spec.decode import DecodeConfig, PrefixCache, measure_verify_costs
 from tasc.spec.drafts import SpecConfig, build_corpus_index
+from tasc.spec.lazy_head import lazy_head_supported
 from tasc.spec.ngram_index import normalised_keys
 
 
@@ -305,6 +306,7 @@ def run_bench(
         "n_prompts": len(prompts),
         "max_new_tokens": config.decode.max_new_tokens,
         "static_cache": config.decode.static_cache,
+        "lazy_head": config.decode.lazy_head and lazy_head_supported(lm.model),  # the output head only over rows acceptance reaches
         "cuda_graphs": config.decode.graphs is not False and lm.device.startswith("cuda"),  # our loop's KV cache: preallocated, or transformers' DynamicCache
         "corpus_outputs": len(corpus_outputs),
         "spec": asdict(config.spec),  # the TASC-spec drafting parameters of this run

@@ -49,6 +49,8 @@ def register(subparsers: Any) -> None:
                    help="prefill every prompt whole (default: the prefix all prompts share is run once per model and its cache reused)")
     p.add_argument("--no-static-cache", dest="static_cache", action="store_false",
                    help="our loop keeps transformers' DynamicCache (default: a preallocated KV cache, tasc/spec/kv_cache.py)")
+    p.add_argument("--no-lazy-head", dest="lazy_head", action="store_false",
+                   help="our loop runs the output head over every draft row (default on a CPU: only the rows greedy acceptance reaches)")
     p.add_argument("--no-cuda-graphs", dest="graphs", action="store_false", default=None,
                    help="on a GPU, run our loop's passes eagerly (default: bucketed widths compiled as CUDA graphs)")
     p.add_argument("--ft-model", metavar="DIR", help="enriched fine-tuned model (tasc enrich + finetune) for tasc-ft, tasc-ft+spec")
@@ -69,7 +71,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     default = LLAMACPP_BENCH_METHODS if args.engine == LLAMACPP else DEFAULT_BENCH_METHODS
     methods = tuple(m.strip() for m in (args.methods or ",".join(default)).split(",") if m.strip())
-    config = BenchConfig(methods=methods, decode=DecodeConfig(args.max_new_tokens, static_cache=args.static_cache, graphs=args.graphs), warmup=args.warmup,
+    config = BenchConfig(methods=methods, decode=DecodeConfig(args.max_new_tokens, static_cache=args.static_cache, lazy_head=args.lazy_head,
+                                                                  graphs=args.graphs), warmup=args.warmup,
                          draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model,
                          cost_curve=args.cost_curve, prefix_cache=args.prefix_cache,
                          engine=args.engine, gguf=args.gguf, gguf_type=args.gguf_type,

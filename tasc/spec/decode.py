@@ -25,6 +25,7 @@ import torch
 from tasc.spec.drafts import MODEL, Draft, DraftSource, NoDraft
 from tasc.spec.graphs import StaticVerifier, compile_forward, graphs_available
 from tasc.spec.kv_cache import SlabCache, slab_cache, slab_supported
+from tasc.spec.lazy_head import FIRST_ROWS, LazyLogits, accept_greedy_lazy, body_forward, lazy_head_supported
 
 CACHE_SLACK = 64  # KV positions past prompt + answer a static cache keeps for a pass's draft (a tree's side branches)
 
@@ -79,6 +80,7 @@ class DecodeConfig:
     top_p: float = 1.0  # nucleus sampling mass (do_sample only)
     seed: int | None = None  # seed for sampling, for reproducible runs
     static_cache: bool = True  # preallocated KV cache (`tasc.spec.kv_cache`); False: transformers' DynamicCache
+    lazy_head: bool = True  # greedy chains on a CPU: the output head only over the rows acceptance reaches (`tasc.spec.lazy_head`)
     # Bucketed passes over transformers' StaticCache, compiled as CUDA graphs (`tasc.spec.graphs`). None: on a
     # CUDA model; True forces the bucketed path (eager on a CPU: for tests); False never. Trees run their main chain.
     graphs: bool | None = None
@@ -368,15 +370,22 @@ def _start_cache(model: Any, prompt_ids: Sequence[int], prefix: PrefixCache | No
     return cache, list(prompt_ids[cached:])
 
 
-def _forward(model: Any, cache: Any, head: list[int], draft: Draft, device: Any, mask_dtype: torch.dtype | None | bool) -> torch.Tensor:
+def _forward(model: Any, cache: Any, head: list[int], draft: Draft, device: Any, mask_dtype: torch.dtype | None | bool,
+             lazy_head: bool = False) -> torch.Tensor | LazyLogits:
     """One pass over the head and the draft; logits only where a token is judged: (k + 1, V).
 
     A chain is fed after the head; a tree's branches each see only their own ancestors (one-token head).
+    With `lazy_head` (greedy, a plain-head model) a chain wider than the head's first batch returns
+    `LazyLogits`: the output head then runs only over the rows acceptance reaches (`tasc.spec.lazy_head`).
     """
     if isinstance(cache, StaticVerifier):  # bucketed widths over a static cache (a chain: trees were cut)
         return cache.forward(head + draft.tokens, len(draft) + 1)
     if draft.parents is None:
         inputs = torch.tensor([head + draft.tokens], device=device)  # (1, len(head) + k)
+        if lazy_head and len(draft) + 1 > FIRST_ROWS:
+            logits = body_forward(model, inputs, cache, len(draft) + 1)
+            logits.extend()  # the first rows belong to the pass: most passes need no more
+            return logits
         out = model(inputs, past_key_values=cache, use_cache=True, logits_to_keep=len(draft) + 1)
     else:
         assert not isinstance(mask_dtype, bool), "a tree reaches the model only where it takes a mask"
@@ -387,8 +396,13 @@ def _forward(model: Any, cache: Any, head: list[int], draft: Draft, device: Any,
     return out.logits[0]
 
 
-def _accept(draft: Draft, logits: torch.Tensor, config: DecodeConfig, generator: torch.Generator | None) -> tuple[list[int], int]:
+def _accept(draft: Draft, logits: torch.Tensor | LazyLogits, config: DecodeConfig, generator: torch.Generator | None) -> tuple[list[int], int]:
     """The accepted draft tokens (indices, from the root down) and the model's token after them."""
+    if isinstance(logits, LazyLogits):
+        if draft.parents is None and not config.do_sample:
+            n_acc, next_token = accept_greedy_lazy(draft.tokens, logits)
+            return list(range(n_acc)), next_token
+        logits = logits.materialize()
     logits = logits.float()
     if draft.parents is not None:
         if config.do_sample:
@@ -450,6 +464,7 @@ def speculative_steps(
     config = config or DecodeConfig()
     drafter = drafter or NoDraft()
     mask_dtype = tree_mask_dtype(model)
+    lazy_head = config.lazy_head and not config.do_sample and lazy_head_supported(model)
     eos = {eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id or ())
     device = model.device
     generator = _sampler(config)
@@ -472,7 +487,7 @@ def speculative_steps(
 
         # 2. Forward the head and the draft in one pass.
         t_forward = time.perf_counter()
-        logits = _forward(model, cache, head, draft, device, mask_dtype)  # (k + 1, V)
+        logits = _forward(model, cache, head, draft, device, mask_dtype, lazy_head)  # (k + 1, V)
 
         # 3. Accept the longest valid prefix (or tree path); 4. roll the cache back to what was accepted.
         t_accept = time.perf_counter()

@@ -132,3 +132,12 @@ def test_static_cache_greedy_is_a_baseline(tiny_lm):
     figures = report["methods"]
     assert figures["greedy-static"]["identical_to_greedy"] == 1.0
     assert report["baseline_wall_s"] == min(figures[m]["wall_s"] for m in ("greedy", "greedy-static"))
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_the_report_says_whether_the_head_ran_lazily(tiny_lm, lazy):
+    """A CPU Llama model's run records the lazy head as it ran (`--no-lazy-head` turns it off); answers stay greedy's."""
+    config = BenchConfig(methods=("greedy", "tasc-spec"), decode=DecodeConfig(12, lazy_head=lazy), warmup=0)
+    report = run_bench(tiny_lm, ["play some jazz", "book a table"], ['{"intent": "PlayMusic"}'], config)
+    assert report["lazy_head"] is lazy
+    assert report["methods"]["tasc-spec"]["identical_to_greedy"] == 1.0
