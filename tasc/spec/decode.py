@@ -398,11 +398,9 @@ def _forward(model: Any, cache: Any, head: list[int], draft: Draft, device: Any,
 
 def _accept(draft: Draft, logits: torch.Tensor | LazyLogits, config: DecodeConfig, generator: torch.Generator | None) -> tuple[list[int], int]:
     """The accepted draft tokens (indices, from the root down) and the model's token after them."""
-    if isinstance(logits, LazyLogits):
-        if draft.parents is None and not config.do_sample:
-            n_acc, next_token = accept_greedy_lazy(draft.tokens, logits)
-            return list(range(n_acc)), next_token
-        logits = logits.materialize()
+    if isinstance(logits, LazyLogits):  # `_forward` returns one only for a greedy chain
+        n_acc, next_token = accept_greedy_lazy(draft.tokens, logits)
+        return list(range(n_acc)), next_token
     logits = logits.float()
     if draft.parents is not None:
         if config.do_sample:

@@ -40,7 +40,6 @@ class LazyLogits:
         """hidden: (n, d) final-norm states at the pending token and each draft token; head: the model's lm_head."""
         self.hidden, self.head, self.first_rows = hidden, head, max(1, first_rows)
         self.preds: list[int] = []  # argmax of the rows computed so far
-        self.head_calls = 0
 
     def __len__(self) -> int:
         return self.hidden.shape[0]
@@ -50,11 +49,6 @@ class LazyLogits:
         start = len(self.preds)
         stop = min(len(self), start + self.first_rows) if start == 0 else len(self)
         self.preds += self.head(self.hidden[start:stop]).argmax(-1).tolist()
-        self.head_calls += 1
-
-    def materialize(self) -> torch.Tensor:
-        """Every row's logits, (n, V): for sampling and trees, which need them all."""
-        return self.head(self.hidden)
 
 
 def accept_greedy_lazy(draft: Sequence[int], logits: LazyLogits) -> tuple[int, int]:
