@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Protocol, Sequence
 
 from tasc.core.prompts import PromptFormat
-from tasc.spec.ngram_index import ContextIndex, CorpusIndex, LongMatch, NeighbourIndex, Prediction, normalised_keys
+from tasc.spec.ngram_index import ContextIndex, CorpusIndex, LongMatch, NeighbourIndex, Prediction, normalised_keys, word_start_ids
 from tasc.spec.spelling import SpellingCopy, spelling_copy_for
 from tasc.spec.value_copy import WORD, NextValueCopy, ValueStarts, next_value_copy_for
 
@@ -219,6 +219,14 @@ def _share_bucket(share: float) -> int:
     return 0 if share < 0.3 else 1 if share < 0.6 else 2 if share < 0.9 else 3 if share < 0.99 else 4
 
 
+def _support_bucket(support: int) -> int:
+    """Coarse count of the occurrences behind a guess: 1, 2-3, 4-15, 16+."""
+    return 0 if support <= 1 else 1 if support <= 3 else 2 if support <= 15 else 3
+
+
+Cell = tuple[str, int, int, int, int]  # (source, match length class, share class, support class, starts a word)
+
+
 def prior_acceptance(source: str, pred: Prediction) -> float:
     """Acceptance chance assumed before any observation, from match length and share."""
     if source == VALUE:
@@ -232,30 +240,42 @@ def prior_acceptance(source: str, pred: Prediction) -> float:
 
 
 class AcceptanceModel:
-    """Online estimate of P(draft token accepted) per (source, match length, share) cell.
+    """Online estimate of P(draft token accepted) per cell: source, match length, share, support, word start.
 
     Each cell starts from `prior_acceptance` worth `prior_strength` observations and then counts
     what the verifier did with the tokens proposed from that cell: accepted, or rejected (tokens
     after the first rejection were never judged and are not counted).
+
+    Support (corpus sources) and word starts (copies) split cells that behave apart. A corpus guess with share 1.0 from one row
+    (inside a slot value the corpus happened to contain: `"old school` -> ` metal`) is right far less
+    often than one from hundreds of rows (JSON structure). A copy that continues inside a word (`dig` ->
+    `ging`) is almost always right, one that starts the next word (`nuba` -> ` to`) is where a copied
+    value ends. Splitting both ways cut simulated pass time 8% on SNIPS and 3% on E2E (stop 29).
+
+    Args:
+        prior_strength: pseudo-observations behind each cell's prior.
+        word_starts: token ids whose text starts a new word (a leading space or newline).
     """
 
-    def __init__(self, prior_strength: float = 4.0) -> None:
+    def __init__(self, prior_strength: float = 4.0, word_starts: Collection[int] = frozenset()) -> None:
         self.prior_strength = prior_strength
-        self._accepted: dict[tuple[str, int, int], float] = {}
-        self._proposed: dict[tuple[str, int, int], float] = {}
+        self.word_starts = word_starts
+        self._accepted: dict[Cell, float] = {}
+        self._proposed: dict[Cell, float] = {}
 
-    @staticmethod
-    def cell(source: str, pred: Prediction) -> tuple[str, int, int]:
+    def cell(self, source: str, pred: Prediction) -> Cell:
         """The statistics cell a guess falls in."""
-        length = pred.match_len
+        length, share = pred.match_len, _share_bucket(pred.share)
         if source == CONTEXT and length > LONG_COPY:
             # Medium context matches are often template text repeating (few-shot examples): they learn as one
             # cell, so a few failed copies of an example teach them all at once. Long copies learn by their
             # length's doubling: a 40-token copy is not judged by the 17-token template matches that broke.
             if length < LONG_COPY_LEARNT:
-                return source, _len_bucket(LONG_COPY + 1), _share_bucket(pred.share)
-            return source, _len_bucket(LONG_COPY_LEARNT) + (length // LONG_COPY_LEARNT).bit_length() - 1, _share_bucket(pred.share)
-        return source, _len_bucket(length), _share_bucket(pred.share)
+                return source, _len_bucket(LONG_COPY + 1), share, 0, 0
+            return source, _len_bucket(LONG_COPY_LEARNT) + (length // LONG_COPY_LEARNT).bit_length() - 1, share, 0, 0
+        if source in (CONTEXT, SPELLING):  # copies: one occurrence each, so the word start is what tells them apart
+            return source, _len_bucket(length), share, 0, int(pred.token in self.word_starts)
+        return source, _len_bucket(length), share, _support_bucket(pred.support), 0
 
     def estimate(self, source: str, pred: Prediction) -> float:
         """Posterior mean acceptance chance of a guess."""
@@ -263,7 +283,7 @@ class AcceptanceModel:
         k = self.prior_strength
         return (self._accepted.get(cell, 0.0) + k * prior_acceptance(source, pred)) / (self._proposed.get(cell, 0.0) + k)
 
-    def observe(self, cell: tuple[str, int, int], accepted: bool) -> None:
+    def observe(self, cell: Cell, accepted: bool) -> None:
         """Count one verified draft token."""
         self._proposed[cell] = self._proposed.get(cell, 0.0) + 1.0
         if accepted:
@@ -283,6 +303,9 @@ class TascDrafter:
         context_keys: normalised key per token id (see `ngram_index.normalised_keys`).
         stop_ids: tokens that end an answer (default: the corpus index's EOS); a draft ends with one,
             since the verify loop would discard whatever follows it.
+        spelling: the cross-tokenisation copy of prompt words (None: off).
+        values: the guesser of the prompt word a JSON value starts with (None: off).
+        word_starts: token ids that start a word (`ngram_index.word_start_ids`), a feature of the acceptance cells.
     """
 
     def __init__(
@@ -293,6 +316,7 @@ class TascDrafter:
         stop_ids: Collection[int] | None = None,
         spelling: SpellingCopy | None = None,
         values: NextValueCopy | None = None,
+        word_starts: Collection[int] = frozenset(),
     ) -> None:
         self.config = config or SpecConfig()
         if stop_ids is None:
@@ -300,7 +324,7 @@ class TascDrafter:
         self.stop_ids = frozenset(stop_ids)
         self.corpus = corpus_index if self.config.use_corpus else None
         self.context_keys = context_keys if self.config.normalise_context else None
-        self.acceptance = AcceptanceModel(self.config.prior_strength)
+        self.acceptance = AcceptanceModel(self.config.prior_strength, word_starts)
         self.context = ContextIndex(self.config.context_ngram, self.context_keys)
         self.long = LongMatch(self.context_keys)  # the context's longest match, for copies past `context_ngram`
         self.near: CorpusIndex | None = None  # this prompt's neighbours' answers
@@ -310,7 +334,7 @@ class TascDrafter:
         self._value_memo: dict[tuple[int, ...], Any] = {}
         # Matcher states: corpus, neighbours, context, and the answer's last tokens (for the spelling copy).
         self._states: tuple[Any, Any, Any, tuple[int, ...]] = ((0, 0), (0, 0), ((), (0, 0)), ())
-        self._last_cells: list[tuple[str, int, int]] = []
+        self._last_cells: list[Cell] = []
         self._last_draft: Draft | None = None
         self._depth: list[int] = []  # depth of each token of the draft being built
 
@@ -396,7 +420,7 @@ class TascDrafter:
             self._value_memo[tail] = None if guess is None else Prediction(guess[0], guess[1], 1, 1)
         return self._value_memo[tail]
 
-    def _add(self, draft: Draft, cells: list[tuple[str, int, int]], token_source: tuple[str, Prediction], p: float,
+    def _add(self, draft: Draft, cells: list[Cell], token_source: tuple[str, Prediction], p: float,
              parent: int, depth: int) -> None:
         """Append one token to the draft under construction."""
         source, pred = token_source
@@ -408,7 +432,7 @@ class TascDrafter:
         self._depth.append(depth)
 
     def _extend(self, states: tuple[Any, ...], survival: float, max_len: int, draft: Draft,
-                cells: list[tuple[str, int, int]], parent: int, forks: list[tuple[float, int, int, Any]] | None,
+                cells: list[Cell], parent: int, forks: list[tuple[float, int, int, Any]] | None,
                 floor: float | None = None) -> None:
         """Append a chain to `draft` below `parent` while its survival chance beats the verify cost.
 
@@ -452,7 +476,7 @@ class TascDrafter:
         cfg = self.config
         limit = min(max_len, cfg.max_draft)
         draft = Draft(parents=[])
-        cells: list[tuple[str, int, int]] = []
+        cells: list[Cell] = []
         self._depth = []
         forks: list[tuple[float, int, int, Any]] | None = [] if cfg.max_branches > 0 else None
         by_cost = cfg.verify_costs is not None and forks is None
@@ -591,4 +615,4 @@ def tasc_drafter(
     spelling = spelling_copy_for(tokenizer) if config.use_context and config.spelling else None
     starts = getattr(corpus_index, "value_starts", None)
     values = next_value_copy_for(tokenizer, starts) if config.use_context and config.value_starts and starts is not None and starts.active else None
-    return TascDrafter(corpus_index, config, context_keys, stop_ids, spelling, values)
+    return TascDrafter(corpus_index, config, context_keys, stop_ids, spelling, values, word_start_ids(tokenizer))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import gc
 import heapq
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -450,6 +451,24 @@ class NeighbourIndex:
         weight = self._weight
         best = heapq.nlargest(k, scores.items(), key=lambda kv: kv[1] / weight[kv[0]])
         return [self.outputs[row] for row, _ in best]
+
+
+_WORD_STARTS: "weakref.WeakKeyDictionary[Any, frozenset[int]]" = weakref.WeakKeyDictionary()
+
+
+def word_start_ids(tokenizer: Any) -> frozenset[int]:
+    """Ids of the tokens whose text starts a new word (a leading space or newline); decoded once per tokenizer."""
+    try:
+        return _WORD_STARTS[tokenizer]
+    except (KeyError, TypeError):  # TypeError: an object that cannot be weakly referenced is decoded every time
+        pass
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    starts = frozenset(i for i, text in enumerate(texts) if text[:1] in (" ", "\n"))
+    try:
+        _WORD_STARTS[tokenizer] = starts
+    except TypeError:
+        pass
+    return starts
 
 
 def normalised_keys(tokenizer) -> list[int]:

@@ -5,7 +5,8 @@ Slot-filling answers copy words of the input into string values, in the input's 
 token match yet, and the spelling copy (`tasc.spec.spelling`) needs the value's first letters. So the first
 token of every value was a pass of its own. This source guesses it: among the prompt's words not yet
 used by the answer, the first (in prompt order) that often starts a value in the corpus answers, or a
-word the corpus never saw (names and titles mostly are values).
+word the corpus never saw (names and titles mostly are values). Keys whose corpus values are labels
+rather than copies (`"intent": "`) get no guess: there a prompt word cost SNIPS answers their first pass.
 
     >>> starts = ValueStarts(["add jazz to my list"], ['{"slots": {"music": "jazz", "owner": "my"}}'])
     >>> round(starts.prob("jazz"), 2), round(starts.prob("to"), 2)
@@ -23,6 +24,8 @@ from typing import Callable, Iterable, Sequence
 WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits; quotes, spaces and "_" separate words
 VALUE_START = re.compile(r':\s*"([^\W_]+)', re.UNICODE)  # a JSON string value and its first word
 OPENER = re.compile(r':\s*"$')  # the answer ends where a string value begins
+KEYED_VALUE = re.compile(r'"([^"\\]{1,64})"\s*:\s*"([^\W_]+)', re.UNICODE)  # a key and its string value's first word
+KEY_AT_END = re.compile(r'"([^"\\]{1,64})"\s*:\s*"$')  # the key whose value the answer is about to write
 UNSEEN = 0.5  # chance that a word the corpus inputs never had starts a value
 MIN_PROB = 0.3  # words less likely than this to start a value are skipped
 WINDOW_CHARS = 24  # prompt characters tokenised to find the value's first token
@@ -39,13 +42,24 @@ class ValueStarts:
     def __init__(self, inputs: Iterable[str], outputs: Iterable[str], template_words: Iterable[str] = ()) -> None:
         self.seen: Counter[str] = Counter()
         self.starts: Counter[str] = Counter()
+        self.key_values: Counter[str] = Counter()  # string values per key
+        self.key_copied: Counter[str] = Counter()  # of those, values whose first word is in the row's input
         for text, answer in zip(inputs, outputs, strict=False):
             opened = {m.group(1).lower() for m in VALUE_START.finditer(answer)}
-            for word in {w.lower() for w in WORD.findall(text)}:
+            words = {w.lower() for w in WORD.findall(text)}
+            for word in words:
                 self.seen[word] += 1
                 self.starts[word] += word in opened
+            for m in KEYED_VALUE.finditer(answer):
+                self.key_values[m.group(1)] += 1
+                self.key_copied[m.group(1)] += m.group(2).lower() in words
         self.template_words = {w.lower() for w in template_words}
         self.active = sum(self.starts.values()) > 0  # the answers have string values at all
+
+    def key_rate(self, key: str | None) -> float:
+        """Smoothed share of `key`'s corpus values that start with a word of their row's input (1.0 for an unknown key)."""
+        n = self.key_values[key] if key is not None else 0
+        return 1.0 if n == 0 else (self.key_copied[key] + 0.5) / (n + 1)
 
     def prob(self, word: str) -> float:
         """Smoothed share of the corpus rows with `word` in the input whose answer starts a value with it."""
@@ -90,6 +104,10 @@ class NextValueCopy:
         unused likely word is the next value's start.
         """
         if not self.words or not OPENER.search(answer_text):
+            return None
+        key = KEY_AT_END.search(answer_text)
+        rate = self.starts.key_rate(key.group(1) if key else None)
+        if rate < MIN_PROB:  # this key's values are labels, not copies (an intent)
             return None
         used = {w.lower() for w in WORD.findall(answer_text)}
         for offset, word, p in self.words:

@@ -142,3 +142,30 @@ def test_neighbours_answers_guide_the_draft():
     guided.start([90, 91, 2])
     draft = guided.propose(8)
     assert draft.tokens[:3] == [5, 20, 6] and set(draft.sources) == {CORPUS}
+
+
+def test_acceptance_cells_split_by_support_and_by_word_start():
+    """A share of 1.0 from one corpus row is weaker evidence than from many; a copy that starts a new word
+    (where a copied value may end) learns apart from one that continues a word."""
+    from tasc.spec.drafts import SPELLING, AcceptanceModel
+    from tasc.spec.ngram_index import Prediction
+
+    model = AcceptanceModel(word_starts={7})
+    one_row, many_rows = Prediction(5, 1.0, 9, 1), Prediction(5, 1.0, 9, 400)
+    assert model.cell(CORPUS, one_row) != model.cell(CORPUS, many_rows)
+    for _ in range(20):
+        model.observe(model.cell(CORPUS, one_row), accepted=False)
+    assert model.estimate(CORPUS, one_row) < 0.3 < 0.9 < model.estimate(CORPUS, many_rows)
+    new_word, same_word = Prediction(7, 1.0, 2, 1), Prediction(8, 1.0, 2, 1)
+    assert model.cell(SPELLING, new_word) != model.cell(SPELLING, same_word)
+    assert model.cell(CONTEXT, new_word) != model.cell(CONTEXT, same_word)
+
+
+def test_word_start_ids_are_the_tokens_with_a_leading_space():
+    from tasc.spec.ngram_index import word_start_ids
+    from tests.tiny import make_tiny_tokenizer
+
+    tokenizer = make_tiny_tokenizer(["add jazz to my list", "jazz"])
+    starts = word_start_ids(tokenizer)
+    assert starts and all(tokenizer.decode([i])[:1] in (" ", "\n") for i in starts)
+    assert word_start_ids(tokenizer) is starts  # decoded once per tokenizer

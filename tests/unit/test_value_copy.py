@@ -73,3 +73,16 @@ def test_the_drafter_drafts_a_value_start_only_when_asked():
     expected = next_value_copy_for(tokenizer, index.value_starts).encode("zeppelin to my")[0]
     assert drafts[True].tokens[:1] == [expected] and drafts[True].sources[0] == "context"
     assert drafts[False].tokens[:1] != [expected]  # the corpus alone offers jazz, blues or rock
+
+
+def test_keys_whose_values_are_labels_get_no_guess():
+    """An intent is a label, never a prompt word: the guesser stays silent there and still guesses slot values."""
+    starts = ValueStarts(INPUTS, OUTPUTS)
+    assert starts.key_rate("intent") < 0.3 and starts.key_rate("music") > 0.7
+    assert starts.key_rate("never-seen") == 1.0  # a key the corpus lacks: no evidence against copying
+    words = Words()
+    guesser = NextValueCopy(starts, words.encode, words.decode)
+    guesser.start(words.encode("add zeppelin to my road trip"))
+    assert guesser.guess('{"intent": "') is None
+    token, _ = guesser.guess('{"intent": "AddToList", "slots": {"music": "')
+    assert words.decode([token]) == "zeppelin"
