@@ -14,10 +14,11 @@ import html
 from typing import Sequence
 
 # Light backgrounds, so the text stays readable; the legend and the plots use the strong ones.
-SOURCE_BACKGROUNDS = {"corpus": "#cfe2fb", "context": "#cdeed8", "draft-model": "#e8d8f3"}
-SOURCE_COLOURS = {"corpus": "#2f80ed", "context": "#27ae60", "draft-model": "#9b59b6"}
-SOURCE_MEANING = {"corpus": "drafted from the task corpus", "context": "copied from the prompt or the answer so far",
-                  "draft-model": "drafted by the trained draft model"}
+SOURCE_BACKGROUNDS = {"corpus": "#cfe2fb", "history": "#fde7c8", "context": "#cdeed8", "draft-model": "#e8d8f3"}
+SOURCE_COLOURS = {"corpus": "#2f80ed", "history": "#e67e22", "context": "#27ae60", "draft-model": "#9b59b6"}
+SOURCE_MEANING = {"corpus": "drafted from the task corpus",
+                  "history": "drafted from the model's own answers to earlier, alike prompts of this session",
+                  "context": "copied from the prompt or the answer so far", "draft-model": "drafted by the trained draft model"}
 PANES_ID = "arena-panes"  # the container the token-boundary switch marks
 ANSWER_CSS = """
 .tasc-answer { white-space: pre-wrap; overflow-wrap: anywhere; font-family: ui-monospace, SFMono-Regular, Menlo,

@@ -74,6 +74,8 @@ class Session:
         task_model_shown: whether the page was told that the task model is ready (the Arena switched to it).
         cleanups: what to call when the session is dropped, by name (e.g. leave a shared task-model run).
         acceptance: the Arena drafters' acceptance statistics by (method, model), carried from race to race.
+        answers: the Arena drafters' histories of finished answers (`tasc.spec.history`) by (method, model),
+            carried the same way; per session, so no visitor's answers draft for another.
     """
 
     token: str
@@ -93,6 +95,7 @@ class Session:
     task_model_shown: bool = False
     cleanups: dict[str, Callable[[], None]] = field(default_factory=dict)
     acceptance: dict[tuple[str, str], Any] = field(default_factory=dict)
+    answers: dict[tuple[str, str], Any] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def busy(self) -> bool:
@@ -112,7 +115,7 @@ class Session:
         with self.lock:
             self.corpus, self.train, self.heldout = corpus, train, heldout
             self.task_model_shown = False  # studio.task_model.ensure sets task_model
-            self.acceptance = {}
+            self.acceptance, self.answers = {}, {}
             self.mining = None
             self.finetune_request = self.compare_request = None
 

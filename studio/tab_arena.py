@@ -326,19 +326,22 @@ def start_race(session, prompt: str, method: Method, choice: str | None, config:
 
 
 def session_drafter(session, method: Method, lm, res: Resources) -> Any:
-    """A new drafter for `method` on `lm` that carries on the acceptance statistics this session's earlier races
-    learnt (as the benchmark's drafter does across prompts); None outside our loop (those build their own).
+    """A new drafter for `method` on `lm` that carries on the acceptance statistics and the answer history of this
+    session's earlier races (as the benchmark's drafter does across prompts); None outside our loop (those build their own).
 
     Only the statistics are kept, never the drafter: it holds a corpus index, whose memory the shared index
     cache bounds (`studio.indexes`)."""
     from tasc.methods import LOOP, build_drafter
+    from tasc.spec.drafts import TascDrafter
 
     if method.engine != LOOP:
         return None
     drafter = build_drafter(method, res)
-    if hasattr(drafter, "acceptance"):  # TASC's mixer; plain and draft-model drafters learn nothing across answers
+    if isinstance(drafter, TascDrafter):  # TASC's mixer; plain and draft-model drafters learn nothing across answers
         with session.lock:
             drafter.acceptance = session.acceptance.setdefault((method.name, lm.name), drafter.acceptance)
+            if drafter.history is not None:
+                drafter.history = session.answers.setdefault((method.name, lm.name), drafter.history)
     return drafter
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-SOURCE_COLOURS = {"corpus": "#2f80ed", "context": "#27ae60", "model": "#9b9b9b"}
+SOURCE_COLOURS = {"corpus": "#2f80ed", "history": "#e67e22", "context": "#27ae60", "model": "#9b9b9b"}
 
 
 def speedup_bars(report: dict[str, Any]):

@@ -43,6 +43,9 @@ def register(subparsers: Any) -> None:
                    help="TASC-spec side branches per draft (default 0: chains; trees pay where extra verify tokens are cheap, e.g. GPUs)")
     p.add_argument("--neighbours", type=int, default=8,
                    help="corpus rows with inputs like each prompt whose answers TASC-spec also drafts from (default 8; 0: off)")
+    p.add_argument("--history", type=int, default=256,
+                   help="the model's finished answers TASC-spec keeps and drafts from for later alike prompts "
+                        "(default 256; 0: off; an answer never drafts for its own prompt, so the warm-up cannot leak)")
     p.add_argument("--cost-curve", action="store_true",
                    help="measure the verify-cost curve first and cut TASC drafts where tokens per unit of cost peak (default: a fixed per-token cost)")
     p.add_argument("--no-prefix-cache", dest="prefix_cache", action="store_false",
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          draft_model=args.draft_model, hybrid_model=args.hybrid_model, ft_model=args.ft_model,
                          cost_curve=args.cost_curve, prefix_cache=args.prefix_cache,
                          engine=args.engine, gguf=args.gguf, gguf_type=args.gguf_type,
-                         spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours)).check()
+                         spec=SpecConfig(max_branches=args.tree_branches, neighbours=args.neighbours,
+                                         history=args.history)).check()
     corpus = select_split(load_corpus(args.corpus), args.corpus_split, args.heldout_fraction, args.split_seed, args.split_by)
     prompts = select_split(load_corpus(args.prompts), args.prompts_split, args.heldout_fraction, args.split_seed, args.split_by)
     prompts = apply_unseen(prompts, args)

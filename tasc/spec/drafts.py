@@ -26,12 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Protocol, Sequence
 
 from tasc.core.prompts import PromptFormat
+from tasc.spec.history import AnswerHistory
 from tasc.spec.ngram_index import ContextIndex, CorpusIndex, LongMatch, NeighbourIndex, Prediction, normalised_keys, word_start_ids
 from tasc.spec.spelling import SpellingCopy, spelling_copy_for
 from tasc.spec.value_copy import WORD, NextValueCopy, ValueStarts, next_value_copy_for
 
 CORPUS, CONTEXT, MODEL = "corpus", "context", "model"
 NEIGHBOURS = "neighbours"  # the corpus rows with inputs like the prompt; reported as "corpus"
+HISTORY = "history"  # the model's own earlier answers to prompts like this one (`tasc.spec.history`); reported as such
 SPELLING = "spelling"  # prompt words copied in the answer's own tokens (`tasc.spec.spelling`); reported as "context"
 VALUE = "value"  # the prompt word a JSON value starts with (`tasc.spec.value_copy`); reported as "context"
 SPELLING_TAIL = 8  # answer tokens whose text the spelling copy looks up
@@ -169,6 +171,8 @@ class SpecConfig:
     neighbour_window: int = 64  # the prompt's last tokens, where the task input is, that find them
     spelling: bool = True  # continue a copied prompt word across tokenisations (`tasc.spec.spelling`; needs use_context)
     value_starts: bool = True  # guess the prompt word a JSON value starts with (`tasc.spec.value_copy`; needs use_context, corpus inputs)
+    history: int = 256  # the model's finished answers kept as a draft source (`tasc.spec.history`; 0: off; needs use_corpus)
+    history_neighbours: int = 8  # of those, the answers to the prompts most like this one that draft
     # Measured cost of a verify pass of n tokens (index n - 1), relative to one token
     # (`decode.measure_verify_costs`). When set, a chain draft is cut where expected tokens per unit
     # of cost peak, instead of by `token_cost`.
@@ -177,7 +181,7 @@ class SpecConfig:
     def check(self) -> "SpecConfig":
         """Raise ValueError naming the first setting out of its range; return self."""
         whole = {"max_draft": (1, 256), "context_ngram": (1, 64), "max_branches": (0, 16), "neighbours": (0, 256),
-                 "neighbour_window": (1, 4096)}
+                 "neighbour_window": (1, 4096), "history": (0, 65536), "history_neighbours": (0, 256)}
         for name, (lo, hi) in whole.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -293,9 +297,10 @@ class AcceptanceModel:
 class TascDrafter:
     """TASC-spec drafter: corpus n-grams mixed with context n-grams, adaptive length, optional tree.
 
-    Three indexes guess the next token: the whole corpus (what answers usually say), the answers of
-    the corpus rows whose inputs are most like this prompt (when the corpus has inputs), and the
-    context (prompt and answer so far). Drafted tokens of the first two are reported as "corpus".
+    Four indexes guess the next token: the whole corpus (what answers usually say), the answers of
+    the corpus rows whose inputs are most like this prompt (when the corpus has inputs), the model's
+    own answers to earlier prompts like this one (`tasc.spec.history`), and the context (prompt and
+    answer so far). Drafted tokens of the first two are reported as "corpus", of the third as "history".
 
     Args:
         corpus_index: index of the task's outputs (None: context only, like prompt lookup).
@@ -328,12 +333,18 @@ class TascDrafter:
         self.context = ContextIndex(self.config.context_ngram, self.context_keys)
         self.long = LongMatch(self.context_keys)  # the context's longest match, for copies past `context_ngram`
         self.near: CorpusIndex | None = None  # this prompt's neighbours' answers
+        # The model's answers are a task corpus that grows: off with the corpus (context-only drafting, as prompt lookup).
+        keep = self.config.history if self.config.use_corpus else 0
+        self.history = AnswerHistory(keep, self.config.neighbour_window) if keep > 0 else None
+        self.past: CorpusIndex | None = None  # the model's answers to earlier prompts like this one
+        self._prompt: list[int] = []
+        self._answer: list[int] | None = None  # this answer's tokens so far; None once it is in the history
         self.spelling = spelling if self.config.use_context and self.config.spelling else None
         self.values = values if self.config.use_context and self.config.value_starts else None
         self._answer_text = ""  # the emitted answer's text, for the value guesser's used words
         self._value_memo: dict[tuple[int, ...], Any] = {}
-        # Matcher states: corpus, neighbours, context, and the answer's last tokens (for the spelling copy).
-        self._states: tuple[Any, Any, Any, tuple[int, ...]] = ((0, 0), (0, 0), ((), (0, 0)), ())
+        # Matcher states: corpus, neighbours, context, the answer's last tokens (spelling copy), history.
+        self._states: tuple[Any, Any, Any, tuple[int, ...], Any] = ((0, 0), (0, 0), ((), (0, 0)), (), (0, 0))
         self._last_cells: list[Cell] = []
         self._last_draft: Draft | None = None
         self._depth: list[int] = []  # depth of each token of the draft being built
@@ -350,27 +361,49 @@ class TascDrafter:
         if neighbours is not None and self.corpus is not None and self.config.neighbours > 0:  # neighbours imply a corpus
             query = list(prompt_ids)[-self.config.neighbour_window :]  # not few-shot examples further up
             self.near = CorpusIndex(neighbours.nearest(query, self.config.neighbours), eos_id=self.corpus.eos_id)
+        self._start_history(prompt_ids, neighbours)
         if self.spelling is not None:
             self.spelling.start(prompt_ids)
         if self.values is not None:
             self.values.start(prompt_ids)
             self._answer_text, self._value_memo = "", {}
         self._states = (self.corpus.start_state() if self.corpus else (0, 0),
-                        self.near.start_state() if self.near else (0, 0), (self.context.tail_keys(), self.long.state), ())
+                        self.near.start_state() if self.near else (0, 0), (self.context.tail_keys(), self.long.state), (),
+                        self.past.start_state() if self.past else (0, 0))
         self._last_cells, self._last_draft = [], None
+
+    def _start_history(self, prompt_ids: Sequence[int], neighbours: NeighbourIndex | None) -> None:
+        """Index the model's answers to the earlier prompts most like this one (scored by the corpus's IDF when it has one)."""
+        self._prompt, self._answer, self.past = list(prompt_ids), [], None
+        if self.history is None or not len(self.history):
+            return
+        weight = neighbours.token_weight if neighbours is not None else (lambda token: 1.0)
+        rows = self.history.nearest(prompt_ids, self.config.history_neighbours, weight)
+        if rows:
+            self.past = CorpusIndex(rows)  # the answers end with their own stop token
+
+    def _remember(self, emitted: Sequence[int]) -> None:
+        """Add the emitted tokens to this answer; once it ends with a stop token, keep it in the history."""
+        if self.history is None or self._answer is None:
+            return
+        self._answer.extend(emitted)
+        end = next((i for i, token in enumerate(self._answer) if token in self.stop_ids), None)
+        if end is not None:
+            self.history.add(self._prompt, self._answer[: end + 1])
+            self._answer = None
 
     def _advance(self, states: tuple[Any, ...], token: int) -> tuple[Any, ...]:
         """Matcher states after one (drafted) token."""
-        corpus_state, near_state, context_state, tail = states
+        corpus_state, near_state, context_state, tail, past_state = states
         return (self.corpus.advance(corpus_state, token) if self.corpus is not None else corpus_state,
                 self.near.advance(near_state, token) if self.near is not None else near_state,
                 (self.context.advance(context_state[0], token), self.long.advance(context_state[1], token)),
-                (tail + (token,))[-SPELLING_TAIL:])
+                (tail + (token,))[-SPELLING_TAIL:], self.past.advance(past_state, token) if self.past is not None else past_state)
 
     def _guesses(self, states: tuple[Any, ...]) -> list[tuple[float, str, Prediction]]:
         """Scored next-token guesses of every enabled index, best first."""
         cfg = self.config
-        corpus_state, near_state, context_state, tail = states
+        corpus_state, near_state, context_state, tail, past_state = states
         guesses = []
         if self.corpus is not None:
             pred = self.corpus.predict(corpus_state)
@@ -384,6 +417,10 @@ class TascDrafter:
             pred = self.near.predict(near_state)
             if pred is not None:
                 guesses.append((cfg.corpus_weight * self.acceptance.estimate(NEIGHBOURS, pred), NEIGHBOURS, pred))
+        if self.past is not None:
+            pred = self.past.predict(past_state)
+            if pred is not None:
+                guesses.append((cfg.corpus_weight * self.acceptance.estimate(HISTORY, pred), HISTORY, pred))
         if cfg.use_context:
             pred = self._context_guess(context_state)
             if pred is not None:
@@ -512,16 +549,18 @@ class TascDrafter:
                 if parent < 0 or parent in path:
                     self.acceptance.observe(cell, accepted=i in path)
         self._last_draft, self._last_cells = None, []
+        self._remember(emitted)
         self.context.extend(emitted)
         if self.config.use_context:
             self.long.extend(emitted)
         if self.values is not None:
             self._answer_text += self.values.decode(emitted)
             self._value_memo = {}
-        corpus_state, near_state, _, tail = self._states
+        corpus_state, near_state, _, tail, past_state = self._states
         self._states = (self.corpus.walk(corpus_state, emitted) if self.corpus is not None else corpus_state,
                         self.near.walk(near_state, emitted) if self.near is not None else near_state,
-                        (self.context.tail_keys(), self.long.state), (tail + tuple(emitted))[-SPELLING_TAIL:])
+                        (self.context.tail_keys(), self.long.state), (tail + tuple(emitted))[-SPELLING_TAIL:],
+                        self.past.walk(past_state, emitted) if self.past is not None else past_state)
 
 
 MARKS_PER_ROW = 3  # START, EOS and SEP around each output in the corpus automaton (`ngram_index._token_stream`)

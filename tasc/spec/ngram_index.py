@@ -433,8 +433,17 @@ class NeighbourIndex:
         limit = max(1, int(max_df * n))
         self._idf = {t: math.log(1.0 + n / len(rows)) for t, rows in postings.items() if len(rows) <= limit}
         self._postings = {t: rows for t, rows in postings.items() if t in self._idf}
+        self._common = frozenset(t for t, rows in postings.items() if len(rows) > limit)
+        self._unseen = math.log(1.0 + n)  # a token no corpus input has (a new name): rarer than any
         self._weight = [math.sqrt(sum(self._idf.get(t, 0.0) for t in set(ids))) or 1.0 for ids in inputs]
         self.outputs = [list(o) for o in outputs]
+
+    def token_weight(self, token: int) -> float:
+        """How much sharing `token` says about two inputs: its IDF; 0 for the common tokens skipped; most for unseen ones."""
+        idf = self._idf.get(token)
+        if idf is not None:
+            return idf
+        return 0.0 if token in self._common else self._unseen
 
     def __len__(self) -> int:
         return len(self.outputs)

@@ -58,8 +58,9 @@ class ValueStarts:
 
     def key_rate(self, key: str | None) -> float:
         """Smoothed share of `key`'s corpus values that start with a word of their row's input (1.0 for an unknown key)."""
-        n = self.key_values[key] if key is not None else 0
-        return 1.0 if n == 0 else (self.key_copied[key] + 0.5) / (n + 1)
+        if key is None or not self.key_values[key]:
+            return 1.0
+        return (self.key_copied[key] + 0.5) / (self.key_values[key] + 1)
 
     def prob(self, word: str) -> float:
         """Smoothed share of the corpus rows with `word` in the input whose answer starts a value with it."""

@@ -102,7 +102,8 @@ def test_labelled_spans_one_piece_per_token_without_merge():
 
 
 def test_a_session_carries_acceptance_statistics_between_races_but_keeps_no_drafter(tiny_lm):
-    """Each race gets a new drafter (no corpus index is pinned by the session) that learns on from the last one."""
+    """Each race gets a new drafter (no corpus index is pinned by the session) that learns on from the last one,
+    and drafts from the answers of this session's earlier races, never another session's."""
     import threading
     import types
 
@@ -110,13 +111,15 @@ def test_a_session_carries_acceptance_statistics_between_races_but_keeps_no_draf
     from tasc.methods import METHODS, Resources
     from tasc.spec.drafts import build_corpus_index
 
-    session = types.SimpleNamespace(lock=threading.RLock(), acceptance={})
+    session = types.SimpleNamespace(lock=threading.RLock(), acceptance={}, answers={})
+    other = types.SimpleNamespace(lock=threading.RLock(), acceptance={}, answers={})
     index = build_corpus_index(tiny_lm.tokenizer, ['{"intent": "PlayMusic"}'] * 4)
     res = Resources(tiny_lm, index=index)
     first = session_drafter(session, METHODS["tasc-spec"], tiny_lm, res)
     second = session_drafter(session, METHODS["tasc-spec"], tiny_lm, res)
-    assert first is not second and second.acceptance is first.acceptance
-    assert list(session.acceptance) == [("tasc-spec", tiny_lm.name)]
+    assert first is not second and second.acceptance is first.acceptance and second.history is first.history
+    assert list(session.acceptance) == list(session.answers) == [("tasc-spec", tiny_lm.name)]
+    assert session_drafter(other, METHODS["tasc-spec"], tiny_lm, res).history is not first.history
     assert session_drafter(session, METHODS["hybrid"], tiny_lm, res) is None  # not our loop: builds its own
 
 

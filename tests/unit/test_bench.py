@@ -54,6 +54,7 @@ def test_bench_with_neighbours_and_tree_drafts_stays_lossless(tiny_lm):
                          cost_curve=True)
     report = run_bench(tiny_lm, prompts, corpus, config, corpus_inputs=inputs)
     assert report["neighbour_index"] and report["spec"]["max_branches"] == 2 and report["spec"]["neighbours"] == 8
+    assert report["spec"]["history"] == 256  # the model's own finished answers draft too (tasc.spec.history)
     assert report["methods"]["tasc-spec"]["identical_to_greedy"] == 1.0
     whole = run_bench(tiny_lm, prompts, corpus, replace(config, prefix_cache=False))  # outputs only: no neighbours
     assert not whole["neighbour_index"] and whole["prefix_cache_tokens"] == {}
@@ -118,7 +119,8 @@ def test_spec_config_bounds():
     from tasc.spec.drafts import SpecConfig
 
     assert SpecConfig().check() == SpecConfig()
-    for bad in ({"max_draft": 0}, {"neighbours": -1}, {"max_branches": 2.5}, {"token_cost": 1.0}, {"prior_strength": 0}):
+    for bad in ({"max_draft": 0}, {"neighbours": -1}, {"max_branches": 2.5}, {"token_cost": 1.0}, {"prior_strength": 0},
+                {"history": -1}, {"history_neighbours": 1.5}):
         with pytest.raises(ValueError, match="TASC-spec"):
             SpecConfig(**bad).check()
     with pytest.raises(ValueError, match="neighbours"):
