@@ -37,7 +37,8 @@ HISTORY = "history"  # the model's own earlier answers to prompts like this one 
 SPELLING = "spelling"  # prompt words copied in the answer's own tokens (`tasc.spec.spelling`); reported as "context"
 VALUE = "value"  # the prompt word a JSON value starts with (`tasc.spec.value_copy`); reported as "context"
 SPELLING_TAIL = 8  # answer tokens whose text the spelling copy looks up
-REPORTED_AS = {NEIGHBOURS: CORPUS, SPELLING: CONTEXT, VALUE: CONTEXT}  # internal sources as a Step reports them
+KEY = "key"  # the key of the value the next prompt word starts (`tasc.spec.value_copy`); reported as "corpus"
+REPORTED_AS = {NEIGHBOURS: CORPUS, SPELLING: CONTEXT, VALUE: CONTEXT, KEY: CORPUS}  # internal sources as a Step reports them
 
 
 @dataclass
@@ -170,7 +171,7 @@ class SpecConfig:
     neighbours: int = 8  # corpus rows with inputs like the prompt whose answers are a source (0: off)
     neighbour_window: int = 64  # the prompt's last tokens, where the task input is, that find them
     spelling: bool = True  # continue a copied prompt word across tokenisations (`tasc.spec.spelling`; needs use_context)
-    value_starts: bool = True  # guess the prompt word a JSON value starts with (`tasc.spec.value_copy`; needs use_context, corpus inputs)
+    value_starts: bool = True  # guess the prompt word a JSON value starts with, and its key (`tasc.spec.value_copy`; needs use_context, corpus inputs)
     history: int = 256  # the model's finished answers kept as a draft source (`tasc.spec.history`; 0: off; needs use_corpus)
     history_neighbours: int = 8  # of those, the answers to the prompts most like this one that draft
     # Measured cost of a verify pass of n tokens (index n - 1), relative to one token
@@ -233,7 +234,7 @@ Cell = tuple[str, int, int, int, int]  # (source, match length class, share clas
 
 def prior_acceptance(source: str, pred: Prediction) -> float:
     """Acceptance chance assumed before any observation, from match length and share."""
-    if source == VALUE:
+    if source in (VALUE, KEY):
         return pred.share  # the corpus's rate of this word starting a value
     reliability = 1.0 - 0.5 ** pred.match_len  # 0.5, 0.75, 0.88, ... longer matches agree more
     if source in (CONTEXT, SPELLING):
@@ -343,6 +344,7 @@ class TascDrafter:
         self.values = values if self.config.use_context and self.config.value_starts else None
         self._answer_text = ""  # the emitted answer's text, for the value guesser's used words
         self._value_memo: dict[tuple[int, ...], Any] = {}
+        self._key_memo: dict[tuple[int, ...], Any] = {}
         # Matcher states: corpus, neighbours, context, the answer's last tokens (spelling copy), history.
         self._states: tuple[Any, Any, Any, tuple[int, ...], Any] = ((0, 0), (0, 0), ((), (0, 0)), (), (0, 0))
         self._last_cells: list[Cell] = []
@@ -366,7 +368,7 @@ class TascDrafter:
             self.spelling.start(prompt_ids)
         if self.values is not None:
             self.values.start(prompt_ids)
-            self._answer_text, self._value_memo = "", {}
+            self._answer_text, self._value_memo, self._key_memo = "", {}, {}
         self._states = (self.corpus.start_state() if self.corpus else (0, 0),
                         self.near.start_state() if self.near else (0, 0), (self.context.tail_keys(), self.long.state), (),
                         self.past.start_state() if self.past else (0, 0))
@@ -434,6 +436,9 @@ class TascDrafter:
             pred = self._value_guess(tail)
             if pred is not None:
                 guesses.append((cfg.context_weight * self.acceptance.estimate(VALUE, pred), VALUE, pred))
+            pred = self._key_guess(tail, corpus_state)
+            if pred is not None:
+                guesses.append((cfg.corpus_weight * self.acceptance.estimate(KEY, pred), KEY, pred))
         guesses.sort(key=lambda g: g[0], reverse=True)
         return guesses
 
@@ -449,6 +454,14 @@ class TascDrafter:
             if pred is not None and pred.match_len > self.config.context_ngram:
                 return pred
         return self.context.predict(tail)
+
+    def _key_guess(self, tail: tuple[int, ...], corpus_state: Any) -> Prediction | None:
+        """The key guesser's first token after `tail`, when the corpus has seen it continue this match."""
+        if tail not in self._key_memo:
+            guess = self.values.guess_key(self._answer_text + "\n" + self.values.decode(tail))  # type: ignore[union-attr]
+            ok = guess is not None and (self.corpus is None or self.corpus.advance(corpus_state, guess[0])[1] > corpus_state[1])
+            self._key_memo[tail] = Prediction(guess[0], guess[1], 1, 1) if ok and guess else None
+        return self._key_memo[tail]
 
     def _value_guess(self, tail: tuple[int, ...]) -> Prediction | None:
         """The value guesser's first token after `tail` (memoised per tail while the emitted answer stays the same)."""
@@ -555,7 +568,7 @@ class TascDrafter:
             self.long.extend(emitted)
         if self.values is not None:
             self._answer_text += self.values.decode(emitted)
-            self._value_memo = {}
+            self._value_memo, self._key_memo = {}, {}
         corpus_state, near_state, _, tail, past_state = self._states
         self._states = (self.corpus.walk(corpus_state, emitted) if self.corpus is not None else corpus_state,
                         self.near.walk(near_state, emitted) if self.near is not None else near_state,

@@ -7,6 +7,9 @@ token of every value was a pass of its own. This source guesses it: among the pr
 used by the answer, the first (in prompt order) that often starts a value in the corpus answers, or a
 word the corpus never saw (names and titles mostly are values). Keys whose corpus values are labels
 rather than copies (`"intent": "`) get no guess: there a prompt word cost SNIPS answers their first pass.
+The same order names the next key: where an object's next key begins, the key whose corpus values the
+next unused likely word most often starts (`my` -> `playlist_owner`); the drafter takes it only where
+the corpus has seen that key continue the answer so far.
 
     >>> starts = ValueStarts(["add jazz to my list"], ['{"slots": {"music": "jazz", "owner": "my"}}'])
     >>> round(starts.prob("jazz"), 2), round(starts.prob("to"), 2)
@@ -25,6 +28,7 @@ WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits; quotes, spaces 
 VALUE_START = re.compile(r':\s*"([^\W_]+)', re.UNICODE)  # a JSON string value and its first word
 OPENER = re.compile(r':\s*"$')  # the answer ends where a string value begins
 KEYED_VALUE = re.compile(r'"([^"\\]{1,64})"\s*:\s*"([^\W_]+)', re.UNICODE)  # a key and its string value's first word
+KEY_OPENER = re.compile(r'[{,]\s*"$')  # the answer ends where an object's next key begins
 KEY_AT_END = re.compile(r'"([^"\\]{1,64})"\s*:\s*"$')  # the key whose value the answer is about to write
 UNSEEN = 0.5  # chance that a word the corpus inputs never had starts a value
 MIN_PROB = 0.3  # words less likely than this to start a value are skipped
@@ -44,6 +48,7 @@ class ValueStarts:
         self.starts: Counter[str] = Counter()
         self.key_values: Counter[str] = Counter()  # string values per key
         self.key_copied: Counter[str] = Counter()  # of those, values whose first word is in the row's input
+        self.word_keys: dict[str, Counter[str]] = {}  # input word -> the keys of the values it started
         for text, answer in zip(inputs, outputs, strict=False):
             opened = {m.group(1).lower() for m in VALUE_START.finditer(answer)}
             words = {w.lower() for w in WORD.findall(text)}
@@ -52,7 +57,10 @@ class ValueStarts:
                 self.starts[word] += word in opened
             for m in KEYED_VALUE.finditer(answer):
                 self.key_values[m.group(1)] += 1
-                self.key_copied[m.group(1)] += m.group(2).lower() in words
+                first = m.group(2).lower()
+                if first in words:
+                    self.key_copied[m.group(1)] += 1
+                    self.word_keys.setdefault(first, Counter())[m.group(1)] += 1
         self.template_words = {w.lower() for w in template_words}
         self.active = sum(self.starts.values()) > 0  # the answers have string values at all
 
@@ -110,16 +118,36 @@ class NextValueCopy:
         rate = self.starts.key_rate(key.group(1) if key else None)
         if rate < MIN_PROB:  # this key's values are labels, not copies (an intent)
             return None
+        nxt = self._next_word(answer_text)
+        if nxt is None:
+            return None
+        offset, _, p = nxt
+        if offset not in self._first_token:
+            ids = self.encode(self.prompt[offset : offset + WINDOW_CHARS])
+            self._first_token[offset] = ids[0] if ids else None
+        token = self._first_token[offset]
+        return (token, p) if token is not None else None
+
+    def _next_word(self, answer_text: str) -> tuple[int, str, float] | None:
+        """The first prompt word likely to start a value that the answer has not written yet."""
         used = {w.lower() for w in WORD.findall(answer_text)}
-        for offset, word, p in self.words:
-            if word.lower() in used:
-                continue
-            if offset not in self._first_token:
-                ids = self.encode(self.prompt[offset : offset + WINDOW_CHARS])
-                self._first_token[offset] = ids[0] if ids else None
-            token = self._first_token[offset]
-            return (token, p) if token is not None else None
-        return None
+        return next(((o, w, p) for o, w, p in self.words if w.lower() not in used), None)
+
+    def guess_key(self, answer_text: str) -> tuple[int, float] | None:
+        """(first token of a key, its chance) when `answer_text` ends where an object's next key begins.
+
+        Values follow the input's order, so the next key is the one whose values the next unused likely
+        prompt word starts most often in the corpus (`my` -> `playlist_owner`); None for a word no value began with.
+        """
+        if not self.words or not KEY_OPENER.search(answer_text):
+            return None
+        nxt = self._next_word(answer_text)
+        keys = self.starts.word_keys.get(nxt[1].lower()) if nxt is not None else None
+        if not keys:
+            return None
+        key, n = keys.most_common(1)[0]
+        ids = self.encode(key)
+        return (ids[0], nxt[2] * (n + 0.5) / (sum(keys.values()) + 1)) if ids else None  # type: ignore[index]
 
 
 def next_value_copy_for(tokenizer: object, starts: ValueStarts) -> NextValueCopy:

@@ -86,3 +86,31 @@ def test_keys_whose_values_are_labels_get_no_guess():
     assert guesser.guess('{"intent": "') is None
     token, _ = guesser.guess('{"intent": "AddToList", "slots": {"music": "')
     assert words.decode([token]) == "zeppelin"
+
+
+def test_the_next_key_is_the_one_the_next_unused_word_starts_in_the_corpus():
+    words = Words()
+    guesser = NextValueCopy(ValueStarts(INPUTS, OUTPUTS), words.encode, words.decode)
+    guesser.start(words.encode("add jazz to my party"))
+    token, p = guesser.guess_key('{"intent": "AddToList", "slots": {"')
+    assert words.decode([token]) == "music" and 0 < p < 1  # "jazz" started a "music" value
+    token, _ = guesser.guess_key('{"intent": "AddToList", "slots": {"music": "jazz", "')
+    assert words.decode([token]) == "owner"  # "my" comes next, and "my" fills "owner"
+    guesser.start(words.encode("add zeppelin to the mix"))
+    assert guesser.guess_key('{"intent": "AddToList", "slots": {"') is None  # no value ever began with "zeppelin"
+    assert guesser.guess_key('{"intent": "AddToList", "slots": {"music": "') is None  # a value opening, not a key
+
+
+def test_the_drafter_takes_a_key_guess_only_where_the_corpus_continues_with_it():
+    tokenizer = make_tiny_tokenizer(INPUTS + OUTPUTS + ["add jazz to my party"] * 3)
+    index = build_corpus_index(tokenizer, OUTPUTS * 3, INPUTS * 3)
+    drafter = tasc_drafter(tokenizer, index, SpecConfig(neighbours=0, history=0))
+    drafter.start(tokenizer("Input: add jazz to my party\nOutput: ")["input_ids"])
+    opener = tokenizer('{"')["input_ids"]
+    at_start = drafter.corpus.walk(drafter.corpus.start_state(), opener)
+    assert drafter.values.guess_key('{"') is not None  # the guesser alone would say "music" here ...
+    assert drafter._key_guess(tuple(opener), at_start) is None  # ... but every corpus answer starts with "intent"
+    state = drafter.corpus.walk(drafter.corpus.start_state(), tokenizer('{"intent": "AddToList", "slots": {"')["input_ids"])
+    drafter._answer_text = '{"intent": "AddToList", "slots": {'
+    key = drafter._key_guess(tuple(tokenizer('"')["input_ids"]), state)
+    assert key is not None and tokenizer.decode([key.token]).startswith("mus")
