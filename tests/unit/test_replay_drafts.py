@@ -1,0 +1,42 @@
+"""scripts/replay_drafts.py: a drafter's passes over fixed greedy answers equal the verify loop's."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+from tasc.spec.decode import DecodeConfig, generate
+from tasc.spec.drafts import NoDraft, SpecConfig, TascDrafter
+from tasc.spec.ngram_index import CorpusIndex
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("replay_drafts", ROOT / "scripts" / "replay_drafts.py")
+replay_drafts = importlib.util.module_from_spec(_spec)
+sys.modules["replay_drafts"] = replay_drafts  # dataclasses look their module up while the class is made
+_spec.loader.exec_module(replay_drafts)
+
+
+def test_replay_counts_the_passes_the_real_loop_takes(tiny_lm):
+    torch.manual_seed(0)
+    model, eos = tiny_lm.model, tiny_lm.eos_token_id
+    prompts = [[5, 6, 7, 8], [5, 6, 9, 10], [5, 6, 7, 11]]
+    rows = []
+    for prompt in prompts:
+        rows.append((prompt, generate(model, prompt, None, DecodeConfig(24), eos).tokens))
+    corpus = [answer for _, answer in rows[:2]]  # two answers are in the corpus: drafts hit, then miss
+
+    def drafter():
+        return TascDrafter(CorpusIndex(corpus, eos_id=eos), SpecConfig(neighbours=0))
+
+    loop_drafter = drafter()
+    real = sum(generate(model, p, loop_drafter, DecodeConfig(24), eos).forward_passes for p in prompts)
+    figures = replay_drafts.replay(drafter(), rows, 0, replay_drafts.PassCost(), max_new_tokens=24)
+    assert figures["passes"] == real < figures["tokens"]
+    plain = replay_drafts.replay(NoDraft(), rows, 0, replay_drafts.PassCost(), max_new_tokens=24)
+    assert plain["passes"] == plain["tokens"] and plain["modelled_speedup"] == 1.0
+
+
+def test_settings_take_the_field_types():
+    assert replay_drafts.parse_settings(["history=0", "token_cost=0.3", "spelling=false"]) == {
+        "history": 0, "token_cost": 0.3, "spelling": False}
