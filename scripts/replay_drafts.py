@@ -60,6 +60,11 @@ class PassCost:
         rest = self.head(rows - self.first_rows) if n_accepted >= self.first_rows - 1 else 0.0
         return self.body(width) + self.head(self.first_rows) + rest
 
+    def curve(self, max_draft: int) -> tuple[float, ...]:
+        """Cost of a chain pass with k draft tokens (index k) relative to one token, every head row paid."""
+        one = self.body(1) + self.head(1)
+        return tuple(round((self.body(k + 1) + self.head(k + 1)) / one, 4) for k in range(max_draft + 1))
+
     def tree(self, width: int, n_draft: int) -> float:
         """A tree pass: the head over every row."""
         return self.body(width) + self.head(n_draft + 1)
@@ -143,7 +148,10 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
         if name not in types:
             raise SystemExit(f"unknown SpecConfig field {name!r}")
         kind = types[name]
-        out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        if name == "verify_costs":  # a comma-separated curve, or "model" for PassCost's own
+            out[name] = value if value == "model" else tuple(float(v) for v in value.split(","))
+        else:
+            out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     return out
 
 
@@ -169,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     keys = normalised_keys(lm.tokenizer)
     res = Resources(lm, index=index, context_keys=keys)
     rows = greedy_answers(lm, res, inputs, args.answers or ROOT / "runs" / "replay" / f"{args.task}-{args.offset}-{args.n}.json")
-    spec = SpecConfig(**parse_settings(args.settings)).check()
+    settings = parse_settings(args.settings)
+    if settings.get("verify_costs") == "model":
+        settings["verify_costs"] = PassCost().curve(SpecConfig().max_draft)
+    spec = SpecConfig(**settings).check()
     drafter = build_drafter(METHODS["tasc-spec"], replace(res, spec=spec))
     cached = len(lm.prompt_format.shared_prefix_ids(lm.tokenizer))
     print(json.dumps({"task": args.task, "offset": args.offset, "settings": args.settings,

@@ -40,3 +40,12 @@ def test_replay_counts_the_passes_the_real_loop_takes(tiny_lm):
 def test_settings_take_the_field_types():
     assert replay_drafts.parse_settings(["history=0", "token_cost=0.3", "spelling=false"]) == {
         "history": 0, "token_cost": 0.3, "spelling": False}
+
+
+def test_cost_curves_parse_and_follow_the_pass_cost_model():
+    assert replay_drafts.parse_settings(["verify_costs=1,1.1,1.3"]) == {"verify_costs": (1.0, 1.1, 1.3)}
+    curve = replay_drafts.PassCost().curve(32)
+    assert len(curve) == 33 and curve[0] == 1.0
+    assert all(b >= a for a, b in zip(curve, curve[1:], strict=False))  # wider passes never cost less
+    assert curve[32] > curve[8] > curve[0]  # past the flat width the body grows
+    SpecConfig(verify_costs=curve).check()
