@@ -1,10 +1,11 @@
 """The llama.cpp engine on the real SmolLM2-135M: our GGUF export tokenizes and answers as transformers does,
 and TASC-spec on llama.cpp is lossless against llama.cpp's own greedy (exported f32; the shipped Q4_1, whose
-logits depend on a pass's width in llama.cpp, on the answers' start)."""
+logits depend on a pass's width in llama.cpp, up to a near-tie)."""
 
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -50,6 +51,23 @@ def test_export_tokenizes_and_answers_like_transformers(real_lm, exported, snips
         ctx.close()
 
 
+NEAR_TIE = 0.5  # logits: Q4_1 passes of different widths round apart by far less than a real preference
+
+
+def assert_split_at_a_near_tie(ctx, prompt_ids, tokens, reference):
+    """Two greedy answers agree up to their first difference, and there llama.cpp's two choices nearly tie."""
+    k = next((i for i, (a, b) in enumerate(zip(tokens, reference, strict=False)) if a != b), None)
+    if k is None:
+        assert len(tokens) == len(reference) or tokens[-1] == reference[-1]
+        return
+    ctx.truncate(0)
+    logits = ctx.decode(list(prompt_ids) + reference[:k], 1)[0]
+    top_two = set(np.argsort(logits)[-2:].tolist())
+    gap = abs(float(logits[tokens[k]] - logits[reference[k]]))
+    assert {tokens[k], reference[k]} == top_two and gap < NEAR_TIE, (
+        f"answers split at token {k} where llama.cpp prefers one by {gap:.3f} logits (top two {top_two})")
+
+
 @pytest.mark.parametrize("which", ["exported-f32", "shipped-q4_1"])
 def test_tasc_spec_on_llama_cpp_is_lossless(real_lm, exported, snips, which):
     train, valid = snips
@@ -66,8 +84,8 @@ def test_tasc_spec_on_llama_cpp_is_lossless(real_lm, exported, snips, which):
             if which == "exported-f32":  # exact, and the same weights as the torch model: the same answer
                 assert result.tokens == reference
                 assert result.tokens == generate(lm.model, ids, None, DecodeConfig(40), lm.eos_token_id).tokens
-            else:  # quantised weights: llama.cpp's logits depend on a pass's width, so late near-ties may flip
-                assert result.tokens[:8] == reference[:8]
+            else:  # quantised weights: llama.cpp's logits depend on a pass's width, so near-ties may flip
+                assert_split_at_a_near_tie(ctx, ids, result.tokens, reference)
             tokens, passes = tokens + len(result.tokens), passes + result.forward_passes
     finally:
         ctx.close()
