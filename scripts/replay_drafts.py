@@ -148,10 +148,12 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
         if name not in types:
             raise SystemExit(f"unknown SpecConfig field {name!r}")
         kind = types[name]
-        if name == "verify_costs":  # a comma-separated curve, or "model" for PassCost's own
+        if name == "verify_costs":  # a comma-separated curve, or "model": PassCost's own (made below)
             out[name] = value if value == "model" else tuple(float(v) for v in value.split(","))
         else:
             out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    if out.get("verify_costs") == "model":  # as long as the longest draft these settings allow
+        out["verify_costs"] = PassCost().curve(out.get("max_draft", SpecConfig().max_draft))
     return out
 
 
@@ -177,10 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     keys = normalised_keys(lm.tokenizer)
     res = Resources(lm, index=index, context_keys=keys)
     rows = greedy_answers(lm, res, inputs, args.answers or ROOT / "runs" / "replay" / f"{args.task}-{args.offset}-{args.n}.json")
-    settings = parse_settings(args.settings)
-    if settings.get("verify_costs") == "model":
-        settings["verify_costs"] = PassCost().curve(SpecConfig().max_draft)
-    spec = SpecConfig(**settings).check()
+    spec = SpecConfig(**parse_settings(args.settings)).check()
     drafter = build_drafter(METHODS["tasc-spec"], replace(res, spec=spec))
     cached = len(lm.prompt_format.shared_prefix_ids(lm.tokenizer))
     print(json.dumps({"task": args.task, "offset": args.offset, "settings": args.settings,

@@ -49,3 +49,4 @@ def test_cost_curves_parse_and_follow_the_pass_cost_model():
     assert all(b >= a for a, b in zip(curve, curve[1:], strict=False))  # wider passes never cost less
     assert curve[32] > curve[8] > curve[0]  # past the flat width the body grows
     SpecConfig(verify_costs=curve).check()
+    assert replay_drafts.parse_settings(["verify_costs=model", "max_draft=48"])["verify_costs"] == replay_drafts.PassCost().curve(48)
