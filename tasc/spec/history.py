@@ -21,6 +21,23 @@ from collections import deque
 from typing import Callable, Sequence
 
 
+class _Row:
+    """One kept answer: its prompt's hash and window, the answer, and the window's norm under the last weight asked."""
+
+    __slots__ = ("key", "tokens", "answer", "norm", "norm_of")
+
+    def __init__(self, key: int, tokens: frozenset[int], answer: array) -> None:
+        self.key, self.tokens, self.answer = key, tokens, answer
+        self.norm: float = 1.0
+        self.norm_of: Callable[[int], float] | None = None  # computed at the first `nearest` with a weight, then reused
+
+    def norm_under(self, weight: Callable[[int], float]) -> float:
+        """Square root of the window's summed weight (1 when it has none); cached while the weight stays the same."""
+        if self.norm_of is None or self.norm_of != weight:  # a bound method is a new object each time, but equal
+            self.norm, self.norm_of = math.sqrt(sum(weight(t) for t in self.tokens)) or 1.0, weight
+        return self.norm
+
+
 class AnswerHistory:
     """The last `max_answers` finished answers with the prompts that asked for them.
 
@@ -31,8 +48,8 @@ class AnswerHistory:
 
     def __init__(self, max_answers: int = 256, window: int = 64) -> None:
         self.window = window
-        # (hash of the whole prompt, its window's tokens, the answer as 4-byte ints): ~1 KB per SNIPS answer
-        self._rows: deque[tuple[int, frozenset[int], array]] = deque(maxlen=max_answers)
+        # the prompt's hash, its window's tokens, the answer as 4-byte ints: ~1 KB per SNIPS answer
+        self._rows: deque[_Row] = deque(maxlen=max_answers)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -40,24 +57,29 @@ class AnswerHistory:
     def add(self, prompt_ids: Sequence[int], answer: Sequence[int]) -> None:
         """Keep a finished answer (ending with its stop token) and the prompt it answers."""
         if answer:
-            self._rows.append((hash(tuple(prompt_ids)), frozenset(prompt_ids[-self.window :]), array("i", answer)))
+            self._rows.append(_Row(hash(tuple(prompt_ids)), frozenset(prompt_ids[-self.window :]), array("i", answer)))
 
     def nearest(self, prompt_ids: Sequence[int], k: int, weight: Callable[[int], float]) -> list[list[int]]:
         """The answers of the (up to) k earlier prompts sharing the most `weight` with this one, best first.
 
         Scores are the weights of the shared tokens over the square root of the earlier prompt's own
         weight (as `NeighbourIndex` scores corpus rows); prompts sharing nothing weighted, and this very
-        prompt, are left out.
+        prompt, are left out. Per answer it costs a set intersection: the query's weights are looked up
+        once and each kept prompt's norm is computed once.
         """
         if not self._rows or k <= 0:
             return []
         own = hash(tuple(prompt_ids))
-        query = frozenset(prompt_ids[-self.window :])
+        query = {t: weight(t) for t in set(prompt_ids[-self.window :])}
+        keys = query.keys()
         scored = []
-        for i, (key, tokens, answer) in enumerate(self._rows):
-            if key == own:
+        for i, row in enumerate(self._rows):
+            if row.key == own:
                 continue
-            shared = sum(weight(t) for t in query & tokens)
+            common = keys & row.tokens
+            if not common:
+                continue
+            shared = sum(query[t] for t in common)
             if shared > 0:
-                scored.append((shared / (math.sqrt(sum(weight(t) for t in tokens)) or 1.0), i, answer))
+                scored.append((shared / row.norm_under(weight), i, row.answer))
         return [answer.tolist() for _, _, answer in heapq.nlargest(k, scored, key=lambda row: row[:2])]

@@ -33,6 +33,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 SEP = -1  # separates corpus outputs inside the automaton; never queried
 START = -2  # marks the start of an answer: the corpus is queried with START + answer so far
 
@@ -432,10 +434,11 @@ class NeighbourIndex:
         n = max(len(inputs), 1)
         limit = max(1, int(max_df * n))
         self._idf = {t: math.log(1.0 + n / len(rows)) for t, rows in postings.items() if len(rows) <= limit}
-        self._postings = {t: rows for t, rows in postings.items() if t in self._idf}
+        # Row arrays, so a query's scores are a few vectorised adds (one per query token), not a loop over rows.
+        self._postings = {t: np.asarray(rows, dtype=np.int64) for t, rows in postings.items() if t in self._idf}
         self._common = frozenset(t for t, rows in postings.items() if len(rows) > limit)
         self._unseen = math.log(1.0 + n)  # a token no corpus input has (a new name): rarer than any
-        self._weight = [math.sqrt(sum(self._idf.get(t, 0.0) for t in set(ids))) or 1.0 for ids in inputs]
+        self._weight = np.array([math.sqrt(sum(self._idf.get(t, 0.0) for t in set(ids))) or 1.0 for ids in inputs])
         self.outputs = [list(o) for o in outputs]
 
     def token_weight(self, token: int) -> float:
@@ -449,17 +452,18 @@ class NeighbourIndex:
         return len(self.outputs)
 
     def nearest(self, query: Sequence[int], k: int = 8) -> list[list[int]]:
-        """Outputs of the (up to) k rows most similar to `query`, best first."""
-        scores: dict[int, float] = {}
+        """Outputs of the (up to) k rows most similar to `query`, best first (ties: the earlier row)."""
+        scores = np.zeros(len(self.outputs))
         for token in set(query):
             w = self._idf.get(token)
-            if w is None:
-                continue
-            for row in self._postings[token]:
-                scores[row] = scores.get(row, 0.0) + w
-        weight = self._weight
-        best = heapq.nlargest(k, scores.items(), key=lambda kv: kv[1] / weight[kv[0]])
-        return [self.outputs[row] for row, _ in best]
+            if w is not None:
+                scores[self._postings[token]] += w  # a row holds a token once: no repeated index within an add
+        hit = np.flatnonzero(scores)
+        if k <= 0 or not hit.size:
+            return []
+        ratio = scores[hit] / self._weight[hit]
+        best = hit[np.lexsort((hit, -ratio))[:k]]  # highest ratio first, then the lower row index
+        return [self.outputs[row] for row in best.tolist()]
 
 
 _WORD_STARTS: "weakref.WeakKeyDictionary[Any, frozenset[int]]" = weakref.WeakKeyDictionary()

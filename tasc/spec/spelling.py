@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from tasc.core.tokenizers import text_codec
+
 WORD_STARTERS = " \t\n\"'([{:,;=/"  # a word starts after one of these (or at the start of the text)
 MAX_SUFFIX_CHARS = 32  # longest answer suffix looked up in the prompt
 WINDOW_CHARS = 40  # prompt characters after the match that are tokenised as the continuation
@@ -99,12 +101,5 @@ class SpellingCopy:
 
 def spelling_copy_for(tokenizer: object) -> SpellingCopy:
     """A `SpellingCopy` over a transformers fast tokenizer (the answer tokenizer)."""
-
-    def encode(text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)  # type: ignore[operator]
-        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
-
-    def decode(ids: Sequence[int]) -> str:
-        return tokenizer.decode(list(ids), skip_special_tokens=False)  # type: ignore[attr-defined]
-
+    encode, decode = text_codec(tokenizer)
     return SpellingCopy(encode, decode, getattr(tokenizer, "all_special_ids", ()))

@@ -24,6 +24,8 @@ import re
 from collections import Counter
 from typing import Callable, Iterable, Sequence
 
+from tasc.core.tokenizers import text_codec
+
 WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits; quotes, spaces and "_" separate words
 VALUE_START = re.compile(r':\s*"([^\W_]+)', re.UNICODE)  # a JSON string value and its first word
 OPENER = re.compile(r':\s*"$')  # the answer ends where a string value begins
@@ -152,11 +154,5 @@ class NextValueCopy:
 
 def next_value_copy_for(tokenizer: object, starts: ValueStarts) -> NextValueCopy:
     """A `NextValueCopy` over a transformers tokenizer (the answer tokenizer)."""
-
-    def encode(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
-
-    def decode(ids: Sequence[int]) -> str:
-        return tokenizer.decode(list(ids), skip_special_tokens=False)  # type: ignore[attr-defined]
-
-    return NextValueCopy(starts, encode, decode, getattr(tokenizer, "all_special_ids", ()))
+    encode_with_offsets, decode = text_codec(tokenizer)
+    return NextValueCopy(starts, lambda text: encode_with_offsets(text)[0], decode, getattr(tokenizer, "all_special_ids", ()))

@@ -57,3 +57,15 @@ def test_context_only_drafting_keeps_no_history():
     """Prompt-lookup-like drafting (no corpus) stays what it says: the model's answers are a corpus source."""
     drafter = TascDrafter(None, SpecConfig(use_corpus=False))
     assert drafter.history is None
+
+
+def test_a_new_weight_rescores_the_kept_prompts():
+    """Each kept prompt's norm is cached under the weight it was computed with, never reused for another."""
+    history = AnswerHistory()
+    history.add(SYSTEM + [50, 60, 61, 62], [1, 0])
+    history.add(SYSTEM + [50, 70], [2, 0])
+    flat = lambda token: 0.0 if token in SYSTEM else 1.0  # noqa: E731
+    no_60s = lambda token: 0.0 if token in SYSTEM or 60 <= token < 70 else 1.0  # noqa: E731
+    assert history.nearest(SYSTEM + [50], 2, flat) == [[2, 0], [1, 0]]  # norms 2 and 1.41: the shorter prompt is nearer
+    assert history.nearest(SYSTEM + [50], 2, no_60s) == [[1, 0], [2, 0]]  # norms 1 and 1.41 now
+    assert history.nearest(SYSTEM + [50], 2, flat) == [[2, 0], [1, 0]]

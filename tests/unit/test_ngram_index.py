@@ -113,3 +113,24 @@ def test_neighbours_rank_rows_by_shared_rare_tokens():
     assert nn.nearest([1, 50, 51, 9], k=2) == [[100], [102]]  # both share 50; row 0 also shares 51
     assert nn.nearest([1, 52], k=1) == [[101]]
     assert nn.nearest([1, 9], k=3) == []  # nothing informative in common
+
+
+def test_neighbours_equal_a_plain_scoring_of_every_row_ties_to_the_earlier_row():
+    """The vectorised scores are the inverted index's sums: checked against scoring each row by hand."""
+    import math
+    import random
+
+    rng = random.Random(7)
+    inputs = [[1] + rng.sample(range(2, 40), rng.randint(1, 5)) for _ in range(300)]
+    inputs += [list(inputs[5]), list(inputs[5])]  # identical inputs: their scores tie
+    outputs = [[1000 + i] for i in range(len(inputs))]
+    nn = NeighbourIndex(inputs, outputs, max_df=0.1)
+    n = len(inputs)
+    df = {t: sum(t in set(ids) for ids in inputs) for t in range(1, 40)}
+    idf = {t: math.log(1 + n / d) for t, d in df.items() if 0 < d <= int(0.1 * n)}
+    norm = [math.sqrt(sum(idf.get(t, 0.0) for t in set(ids))) or 1.0 for ids in inputs]
+    for query in [inputs[5], [1, 3, 7, 11], [1, 2], rng.sample(range(2, 40), 6)]:
+        score = [sum(idf.get(t, 0.0) for t in set(query) & set(ids)) for ids in inputs]
+        ranked = sorted((row for row in range(n) if score[row] > 0), key=lambda r: (-round(score[r] / norm[r], 9), r))
+        assert nn.nearest(query, k=6) == [outputs[r] for r in ranked[:6]], query
+    assert nn.nearest(inputs[5], k=0) == []
