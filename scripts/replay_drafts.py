@@ -70,19 +70,31 @@ class PassCost:
         return self.body(width) + self.head(n_draft + 1)
 
 
-def task_rows(task: str, n: int, offset: int) -> tuple[Any, list[str]]:
-    """The corpus to draft from and the prompts' inputs, as the README's benchmarks take them."""
-    from tasc.core.corpus import load_corpus, references_by_input, select_split
+TASKS = ("snips", "e2e", "e2e-input")
+
+
+def task_rows(task: str, n: int, offset: int, extra_corpus: Path | None = None) -> tuple[Any, list[str]]:
+    """The corpus to draft from and the prompts' inputs, as the README's benchmarks take them.
+
+    `extra_corpus`: {input, output} rows (e.g. `tasc distill`'s answers of the model to the corpus's inputs)
+    drafted from besides the task corpus.
+    """
+    from tasc.core.corpus import Corpus, load_corpus, references_by_input, select_split
 
     if task == "snips":
         corpus = load_corpus(DATA / "snips" / "train.jsonl")
         inputs = list(references_by_input(load_corpus(DATA / "snips" / "valid.jsonl")))
-    elif task == "e2e":
-        dev = load_corpus(DATA / "e2e" / "dev.jsonl")
-        corpus = select_split(dev, "train", 0.1, 0, "entity")
-        inputs = list(references_by_input(select_split(dev, "heldout", 0.1, 0, "entity")))
+    elif task in ("e2e", "e2e-input"):  # E2E dev split by entity (held-out restaurant names) or by input
+        dev, by = load_corpus(DATA / "e2e" / "dev.jsonl"), "entity" if task == "e2e" else "input"
+        corpus = select_split(dev, "train", 0.1, 0, by)
+        inputs = list(references_by_input(select_split(dev, "heldout", 0.1, 0, by)))
     else:
-        raise SystemExit(f"unknown task {task!r}: snips or e2e")
+        raise SystemExit(f"unknown task {task!r}: {', '.join(TASKS)}")
+    if extra_corpus is not None:
+        extra = load_corpus(extra_corpus)
+        if corpus.inputs is None or extra.inputs is None:
+            raise SystemExit("--extra-corpus needs {input, output} rows, as the task corpus has")
+        corpus = Corpus(corpus.outputs + extra.outputs, corpus.inputs + extra.inputs, corpus.source, corpus.stats)
     return corpus, inputs[offset : offset + n]
 
 
@@ -161,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Replay one setting on one prompt set and print the figures as JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True)
-    p.add_argument("--task", required=True, choices=("snips", "e2e"))
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--extra-corpus", type=Path, help="{input, output} JSONL drafted from besides the task corpus")
     p.add_argument("--n", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--answers", type=Path, help="cached greedy answers (default runs/replay/<task>-<offset>-<n>.json)")
@@ -173,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from tasc.spec.drafts import SpecConfig, build_corpus_index
     from tasc.spec.ngram_index import normalised_keys
 
-    corpus, inputs = task_rows(args.task, args.n, args.offset)
+    corpus, inputs = task_rows(args.task, args.n, args.offset, args.extra_corpus)
     lm = load_model(args.model)
     index = build_corpus_index(lm.tokenizer, corpus.outputs, corpus.inputs, lm.prompt_format)
     keys = normalised_keys(lm.tokenizer)
@@ -183,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     drafter = build_drafter(METHODS["tasc-spec"], replace(res, spec=spec))
     cached = len(lm.prompt_format.shared_prefix_ids(lm.tokenizer))
     print(json.dumps({"task": args.task, "offset": args.offset, "settings": args.settings,
+                      "extra_corpus": str(args.extra_corpus) if args.extra_corpus else None,
                       **replay(drafter, rows, cached, PassCost())}))
 
 

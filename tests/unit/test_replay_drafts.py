@@ -50,3 +50,14 @@ def test_cost_curves_parse_and_follow_the_pass_cost_model():
     assert curve[32] > curve[8] > curve[0]  # past the flat width the body grows
     SpecConfig(verify_costs=curve).check()
     assert replay_drafts.parse_settings(["verify_costs=model", "max_draft=48"])["verify_costs"] == replay_drafts.PassCost().curve(48)
+
+
+def test_tasks_split_e2e_by_entity_or_input_and_take_an_extra_corpus(tmp_path):
+    by_entity, held_entity = replay_drafts.task_rows("e2e", 5, 0)
+    by_input, held_input = replay_drafts.task_rows("e2e-input", 5, 0)
+    assert not set(held_input) & set(by_input.inputs)  # by input: no prompt is a corpus input
+    assert len(by_entity.outputs) != len(by_input.outputs) and held_entity != held_input
+    extra = tmp_path / "answers.jsonl"
+    extra.write_text('{"input": "name[X]", "output": "X is a pub."}\n', encoding="utf-8")
+    corpus, held = replay_drafts.task_rows("e2e-input", 5, 0, extra)
+    assert corpus.outputs == by_input.outputs + ["X is a pub."] and corpus.inputs[-1] == "name[X]" and held == held_input
