@@ -149,8 +149,19 @@ def replay(drafter: Any, rows: Sequence[tuple[list[int], list[int]]], cached: in
             "modelled_s": round(spec_ms / 1000, 2), "modelled_speedup": round(greedy_ms / spec_ms, 3)}
 
 
-def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
-    """`name=value` pairs into SpecConfig fields of the field's type."""
+def parse_cost(text: str | None) -> PassCost:
+    """A PassCost from "fixed,flat,slope,head_fixed,head_row" (the defaults for None)."""
+    if not text:
+        return PassCost()
+    parts = text.split(",")
+    if len(parts) != 5:
+        raise SystemExit(f"--cost takes 5 comma-separated numbers, got {text!r}")
+    fixed, flat, slope, head_fixed, head_row = (float(v) for v in parts)
+    return PassCost(fixed, int(flat), slope, head_fixed, head_row)
+
+
+def parse_settings(pairs: Sequence[str], cost: PassCost | None = None) -> dict[str, Any]:
+    """`name=value` pairs into SpecConfig fields of the field's type (`verify_costs=model`: `cost`'s curve)."""
     from tasc.spec.drafts import SpecConfig
 
     types = {f.name: type(getattr(SpecConfig(), f.name)) for f in fields(SpecConfig)}
@@ -165,7 +176,7 @@ def parse_settings(pairs: Sequence[str]) -> dict[str, Any]:
         else:
             out[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
     if out.get("verify_costs") == "model":  # as long as the longest draft these settings allow
-        out["verify_costs"] = PassCost().curve(out.get("max_draft", SpecConfig().max_draft))
+        out["verify_costs"] = (cost or PassCost()).curve(out.get("max_draft", SpecConfig().max_draft))
     return out
 
 
@@ -178,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--answers", type=Path, help="cached greedy answers (default runs/replay/<task>-<offset>-<n>.json)")
+    p.add_argument("--cost", metavar="FIXED,FLAT,SLOPE,HEAD_FIXED,HEAD_ROW",
+                   help="this host's pass cost in ms (default: PassCost's); measure with scripts/pass_costs.py")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE", help="a SpecConfig setting")
     args = p.parse_args(argv)
 
@@ -192,12 +205,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     keys = normalised_keys(lm.tokenizer)
     res = Resources(lm, index=index, context_keys=keys)
     rows = greedy_answers(lm, res, inputs, args.answers or ROOT / "runs" / "replay" / f"{args.task}-{args.offset}-{args.n}.json")
-    spec = SpecConfig(**parse_settings(args.settings)).check()
+    cost = parse_cost(args.cost)
+    spec = SpecConfig(**parse_settings(args.settings, cost)).check()
     drafter = build_drafter(METHODS["tasc-spec"], replace(res, spec=spec))
     cached = len(lm.prompt_format.shared_prefix_ids(lm.tokenizer))
     print(json.dumps({"task": args.task, "offset": args.offset, "settings": args.settings,
                       "extra_corpus": str(args.extra_corpus) if args.extra_corpus else None,
-                      **replay(drafter, rows, cached, PassCost())}))
+                      "cost": args.cost, **replay(drafter, rows, cached, cost)}))
 
 
 if __name__ == "__main__":

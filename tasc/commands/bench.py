@@ -10,6 +10,7 @@ from typing import Any
 from tasc.commands.engine import add_engine_options
 from tasc.commands.options import (
     add_common,
+    add_draft_answers_option,
     add_model_options,
     add_split_options,
     add_unseen_option,
@@ -17,6 +18,7 @@ from tasc.commands.options import (
     load_from_args,
     progress_bar,
     split_settings,
+    with_draft_answers,
 )
 from tasc.methods import DEFAULT_BENCH_METHODS, LLAMACPP, LLAMACPP_BENCH_METHODS, METHODS
 
@@ -30,6 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--prompts", required=True, help="JSONL/CSV of held-out rows with an `input` column")
     p.add_argument("--n", type=int, default=50, help="number of prompts (default 50)")
     add_unseen_option(p, "prompts")
+    add_draft_answers_option(p)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--methods", help=f"comma-separated, from: {', '.join(METHODS)} (default: {','.join(DEFAULT_BENCH_METHODS)}; "
                                      f"with --engine llamacpp: {','.join(LLAMACPP_BENCH_METHODS)})")
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # One prompt per distinct input (E2E repeats inputs with several references).
     refs = references_by_input(prompts)
     inputs = list(refs)[: args.n]
+    corpus = with_draft_answers(corpus, args, inputs)
     warning = overlap_warning([refs[i][0] for i in inputs], corpus.outputs)
     if warning:
         print(warning, file=sys.stderr)
@@ -106,6 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         close()
     report.update({"corpus": corpus.source, "prompts": prompts.source, "split": split_settings(args), "shots": args.shots,
+                   "draft_answers": args.draft_answers,
                    "warning": warning})
     print(format_table(report))
     print(split_text(report))

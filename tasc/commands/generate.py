@@ -7,7 +7,7 @@ import sys
 from typing import Any, Iterable
 
 from tasc.commands.engine import add_engine_options, llamacpp_engine
-from tasc.commands.options import add_common, add_model_options, load_from_args
+from tasc.commands.options import add_common, add_draft_answers_option, add_model_options, load_from_args, with_draft_answers
 from tasc.methods import FT, HF, LLAMACPP, METHODS, runs_on_llamacpp
 
 
@@ -22,6 +22,7 @@ def register(subparsers: Any) -> None:
                    help="greedy-loop (default: plain greedy, streamed); tasc-spec drafts from --corpus and the context; "
                         "tasc-context from the context only; the others as in `tasc bench`")
     p.add_argument("--corpus", help="task corpus for the methods that draft from it")
+    add_draft_answers_option(p)
     p.add_argument("--ft-model", metavar="DIR", help="fine-tuned model for tasc-ft, tasc-ft+spec")
     p.add_argument("--draft-model", metavar="DIR", help="draft model (tasc train-draft) for the draft-model methods")
     p.add_argument("--hybrid-model", metavar="DIR", help="hybrid (tasc train-hybrid) for the hybrid method")
@@ -50,7 +51,7 @@ def _resources(args: argparse.Namespace, method: Any) -> Any:
     lm = load_from_args(args, args.ft_model) if method.model == FT else target
     res = Resources(lm, llamacpp=llamacpp_engine(args, lm.name, [method], base=method.model != FT), loop_engine=args.engine)
     if method.needs_corpus:
-        corpus = load_corpus(args.corpus)
+        corpus = with_draft_answers(load_corpus(args.corpus), args, [args.input])
         res.index = build_corpus_index(lm.tokenizer, corpus.outputs, corpus.inputs, lm.prompt_format)
         res.corpus_outputs = corpus.outputs
     if method.needs == DRAFT_MODEL_DIR:

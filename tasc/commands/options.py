@@ -105,6 +105,30 @@ def load_corpus_split(path: str, args: argparse.Namespace) -> Any:
     return select_split(load_corpus(path), args.split, args.heldout_fraction, args.split_seed, args.split_by)
 
 
+def add_draft_answers_option(parser: argparse.ArgumentParser) -> None:
+    """--draft-answers: the model's own answers to corpus inputs, drafted from besides the corpus."""
+    parser.add_argument("--draft-answers", metavar="JSONL",
+                        help="{input, output} rows of this model's own answers to corpus inputs (`tasc distill`), "
+                             "drafted from besides the corpus: a first request drafts like a warm session")
+
+
+def with_draft_answers(corpus: Any, args: argparse.Namespace, prompt_inputs: Sequence[str] = ()) -> Any:
+    """The draft corpus plus the --draft-answers rows; ValueError when those answer one of the prompts (a leak)."""
+    from tasc.core.corpus import load_corpus
+
+    path = getattr(args, "draft_answers", None)
+    if not path:
+        return corpus
+    answers = load_corpus(path)
+    if answers.inputs is None:
+        raise ValueError(f"--draft-answers {path} needs {{input, output}} rows, as `tasc distill` writes")
+    leaked = set(answers.inputs) & set(prompt_inputs)
+    if leaked:
+        raise ValueError(f"--draft-answers holds answers to {len(leaked)} of the prompts being answered: "
+                         "draft from answers to other inputs (e.g. the training part) only")
+    return corpus.plus(answers)
+
+
 def add_unseen_option(parser: argparse.ArgumentParser, what: str) -> None:
     """--unseen-in: keep only the rows of `what` that share no entity with a training file."""
     parser.add_argument("--unseen-in", metavar="CORPUS",

@@ -93,6 +93,12 @@ class Corpus:
             raise CorpusError(f"{self.source} has outputs only; this needs a corpus with inputs")
         return list(zip(self.inputs, self.outputs, strict=False))
 
+    def plus(self, other: "Corpus") -> "Corpus":
+        """This corpus's rows, then `other`'s (inputs kept only when both have them); named after both."""
+        inputs = self.inputs + other.inputs if self.inputs is not None and other.inputs is not None else None
+        outputs = self.outputs + other.outputs
+        return Corpus(outputs, inputs, f"{self.source} + {other.source}", compute_stats(outputs, inputs))
+
     def subset(self, indices: Iterable[int]) -> "Corpus":
         """A corpus of the rows at these indices, in the order given."""
         idx = list(indices)
