@@ -54,3 +54,21 @@ def test_bench_drafts_from_the_answers_and_says_so(tiny_model_dir, tmp_path):
     assert report["draft_answers"] == answers and report["corpus"].endswith("+ answers.jsonl")
     assert report["methods"]["tasc-spec"]["identical_to_greedy_loop"] == 1.0
     assert load_corpus(answers).inputs == ["play song 1"]
+
+
+def test_distill_answers_only_the_split_it_is_given(tiny_model_dir, tmp_path):
+    """`tasc distill --split train` answers the training part only, so its answers may draft for the held-out part."""
+    from tasc.cli import build_parser
+    from tasc.core.corpus import select_split
+
+    rows = [{"input": f"name[Place {i}], food[Thai]", "output": f"Place {i} serves Thai food."} for i in range(20)]
+    data = write(tmp_path / "dev.jsonl", rows)
+    out = tmp_path / "answers.jsonl"
+    args = build_parser().parse_args(["distill", "--model", str(tiny_model_dir), "--inputs", data, "--split", "train",
+                                      "--max-new-tokens", "4", "--out", str(out)])
+    args.run(args)
+    train = select_split(load_corpus(data), "train", 0.1, 0, "input")
+    answered = [json.loads(line)["input"] for line in out.read_text(encoding="utf-8").splitlines()]  # a random model's answers may be empty
+    assert sorted(answered) == sorted(set(train.inputs)) and len(answered) < len(rows)
+    held = set(select_split(load_corpus(data), "heldout", 0.1, 0, "input").inputs)
+    assert held and not held & set(answered)
