@@ -51,7 +51,7 @@ def _resources(args: argparse.Namespace, method: Any) -> Any:
     lm = load_from_args(args, args.ft_model) if method.model == FT else target
     res = Resources(lm, llamacpp=llamacpp_engine(args, lm.name, [method], base=method.model != FT), loop_engine=args.engine)
     if method.needs_corpus:
-        corpus = with_draft_answers(load_corpus(args.corpus), args, [args.input])
+        corpus = with_draft_answers(load_corpus(args.corpus), args)  # no leak check: one answer, lossless, not a benchmark
         res.index = build_corpus_index(lm.tokenizer, corpus.outputs, corpus.inputs, lm.prompt_format)
         res.corpus_outputs = corpus.outputs
     if method.needs == DRAFT_MODEL_DIR:
