@@ -79,7 +79,7 @@ def task_rows(task: str, n: int, offset: int, extra_corpus: Path | None = None) 
     `extra_corpus`: {input, output} rows (e.g. `tasc distill`'s answers of the model to the corpus's inputs)
     drafted from besides the task corpus.
     """
-    from tasc.core.corpus import Corpus, load_corpus, references_by_input, select_split
+    from tasc.core.corpus import load_corpus, references_by_input, select_split
 
     if task == "snips":
         corpus = load_corpus(DATA / "snips" / "train.jsonl")
@@ -94,7 +94,7 @@ def task_rows(task: str, n: int, offset: int, extra_corpus: Path | None = None) 
         extra = load_corpus(extra_corpus)
         if corpus.inputs is None or extra.inputs is None:
             raise SystemExit("--extra-corpus needs {input, output} rows, as the task corpus has")
-        corpus = Corpus(corpus.outputs + extra.outputs, corpus.inputs + extra.inputs, corpus.source, corpus.stats)
+        corpus = corpus.plus(extra)
     return corpus, inputs[offset : offset + n]
 
 
@@ -190,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--answers", type=Path, help="cached greedy answers (default runs/replay/<task>-<offset>-<n>.json)")
     p.add_argument("--cost", metavar="FIXED,FLAT,SLOPE,HEAD_FIXED,HEAD_ROW",
-                   help="this host's pass cost in ms (default: PassCost's); measure with scripts/pass_costs.py")
+                   help="this host's pass cost in ms (default: PassCost's): the decoder body's time flat up to FLAT tokens, "
+                        "its slope past them, and the output head's fixed and per-row time")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE", help="a SpecConfig setting")
     args = p.parse_args(argv)
 

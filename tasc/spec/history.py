@@ -33,7 +33,7 @@ class _Row:
 
     def norm_under(self, weight: Callable[[int], float]) -> float:
         """Square root of the window's summed weight (1 when it has none); cached while the weight stays the same."""
-        if self.norm_of is None or self.norm_of != weight:  # a bound method is a new object each time, but equal
+        if self.norm_of != weight:  # `!=`, not `is not`: a bound method is a new object each time, but equal
             self.norm, self.norm_of = math.sqrt(sum(weight(t) for t in self.tokens)) or 1.0, weight
         return self.norm
 
