@@ -31,7 +31,8 @@ def add_model_options(parser: argparse.ArgumentParser, flag: str = "--model") ->
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
                         help="auto: bfloat16 on a GPU (fast; a wide verify pass may round unlike a one-token one), "
-                             "float32 on a CPU; float32 on a GPU is the exact mode")
+                             "float32 on a CPU (exact); bfloat16 on a CPU with native bf16 is ~1.4x faster "
+                             "and, like a GPU's, not always identical to greedy")
 
 
 def load_from_args(args: argparse.Namespace, spec: str | None = None) -> Any:

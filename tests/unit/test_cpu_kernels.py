@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from tasc.core.cpu_kernels import _PACKED, ENV_SWITCH, linear_kernels, onednn_available, pack_linears
+from tasc.core.cpu_kernels import _PACKED, ENV_SWITCH, linear_kernels, onednn_available, pack_linears, packed_dtypes
 from tests.tiny import make_tiny_model
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN")
@@ -78,5 +78,26 @@ def test_models_too_large_to_double_are_left_alone(monkeypatch):
 
 
 def test_other_dtypes_are_left_alone():
-    model = make_tiny_model(vocab_size=120).to(torch.bfloat16)
+    model = make_tiny_model(vocab_size=120).to(torch.float16)
     assert pack_linears(model) == 0
+
+
+def test_bf16_is_packed_only_where_the_cpu_runs_it_natively(monkeypatch):
+    model = make_tiny_model(vocab_size=120).to(torch.bfloat16)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert packed_dtypes() == (torch.float32,)
+    assert pack_linears(model) == 0  # emulated bf16 would be slower than the default path
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no native bf16 on this CPU")
+def test_bf16_packed_logits_match_plain_bf16_ones():
+    plain = make_tiny_model(vocab_size=120, seed=1).to(torch.bfloat16).eval()
+    packed = copy.deepcopy(plain)
+    assert pack_linears(packed) == 2 * 7 + 1
+    ids = torch.randint(0, 120, (1, 9))
+    with torch.inference_mode():
+        for width in (1, 4, 9):
+            got, want = packed(ids[:, :width]).logits, plain(ids[:, :width]).logits
+            assert got.dtype == torch.bfloat16
+            torch.testing.assert_close(got.float(), want.float(), rtol=0.05, atol=0.05)  # bf16: the same up to rounding
+    assert len([m for m in packed.modules() if m in _PACKED]) == 15
