@@ -23,3 +23,16 @@ def test_eager_mode_times_every_width(tiny_model_dir, capsys):
 def test_unknown_modes_are_refused():
     with pytest.raises(SystemExit, match="unknown modes"):
         cpu_compile_check.main(["--modes", "eager,turbo"])
+
+
+def test_the_custom_op_linears_give_the_model_s_logits():
+    import torch
+
+    from tests.tiny import make_tiny_model
+
+    plain = make_tiny_model(vocab_size=120).eval()
+    routed = make_tiny_model(vocab_size=120).eval()
+    cpu_compile_check.route_linears_through_custom_op(routed)
+    ids = torch.randint(0, 120, (1, 7))
+    with torch.inference_mode():
+        torch.testing.assert_close(routed(ids).logits, plain(ids).logits, rtol=1e-4, atol=1e-4)
