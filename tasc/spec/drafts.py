@@ -171,6 +171,7 @@ class SpecConfig:
     neighbours: int = 8  # corpus rows with inputs like the prompt whose answers are a source (0: off)
     neighbour_window: int = 64  # the prompt's last tokens, where the task input is, that find them
     spelling: bool = True  # continue a copied prompt word across tokenisations (`tasc.spec.spelling`; needs use_context)
+    copy_values: bool = True  # inside a JSON value copied from the prompt, drop guesses the prompt does not continue (needs spelling)
     value_starts: bool = True  # guess the prompt word a JSON value starts with, and its key (`tasc.spec.value_copy`; needs use_context, corpus inputs)
     history: int = 256  # the model's finished answers kept as a draft source (`tasc.spec.history`; 0: off; needs use_corpus)
     history_neighbours: int = 8  # of those, the answers to the prompts most like this one that draft
@@ -195,7 +196,8 @@ class SpecConfig:
 
 LONG_COPY = 4  # context matches longer than this come from `LongMatch` (the context index keys n-grams up to 4 tokens)
 LONG_COPY_LEARNT = 17  # context matches this long have acceptance statistics of their own
-COST_FLOOR = 0.01  # with a verify-cost curve, chains grow while their survival chance beats this, then are cut
+COST_FLOOR = 0.01
+COPY_KEY_RATE = 0.9  # a key whose corpus values start with a word of their input this often holds copies (SNIPS: ~1.0 or 0.0)  # with a verify-cost curve, chains grow while their survival chance beats this, then are cut
 
 
 def best_length(probs: Sequence[float], verify_costs: Sequence[float]) -> int:
@@ -439,6 +441,8 @@ class TascDrafter:
             pred = self._key_guess(tail, corpus_state)
             if pred is not None:
                 guesses.append((cfg.corpus_weight * self.acceptance.estimate(KEY, pred), KEY, pred))
+        if self.spelling is not None and cfg.copy_values and tail:
+            guesses = [g for g in guesses if self.spelling.keeps_copy(tail, g[2].token)]
         guesses.sort(key=lambda g: g[0], reverse=True)
         return guesses
 
@@ -664,7 +668,8 @@ def tasc_drafter(
     if context_keys is None and config.use_context and config.normalise_context:
         context_keys = normalised_keys(tokenizer)
     stop_ids = () if tokenizer.eos_token_id is None else (tokenizer.eos_token_id,)
-    spelling = spelling_copy_for(tokenizer) if config.use_context and config.spelling else None
     starts = getattr(corpus_index, "value_starts", None)
+    copies_key = (lambda key: starts.key_rate(key) >= COPY_KEY_RATE) if starts is not None and starts.active else None
+    spelling = spelling_copy_for(tokenizer, copies_key) if config.use_context and config.spelling else None
     values = next_value_copy_for(tokenizer, starts) if config.use_context and config.value_starts and starts is not None and starts.active else None
     return TascDrafter(corpus_index, config, context_keys, stop_ids, spelling, values, word_start_ids(tokenizer))

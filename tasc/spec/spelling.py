@@ -13,11 +13,14 @@ characters as the answer's tokenizer would cut them (`ging`, ` now`), without kn
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Sequence
 
 from tasc.core.tokenizers import text_codec
 
 WORD_STARTERS = " \t\n\"'([{:,;=/"  # a word starts after one of these (or at the start of the text)
+# The JSON string value the text ends inside: its key and its text so far (no quote or escape in either).
+VALUE_OPENING = re.compile(r'"([^"\\]{1,64})"\s*:\s*"([^"\\]*)$')
 MAX_SUFFIX_CHARS = 32  # longest answer suffix looked up in the prompt
 WINDOW_CHARS = 40  # prompt characters after the match that are tokenised as the continuation
 
@@ -31,16 +34,21 @@ class SpellingCopy:
         decode: token ids -> text.
         special_ids: ids that separate prompt segments (chat-template markers); copies never cross them.
         min_chars: shortest answer suffix looked up (one letter matches too many words).
+        copies_key: whether a JSON key's values are copies of the input (the corpus's `ValueStarts.key_rate`);
+            None: any value whose text the prompt has is taken for a copy, and openings are not judged.
     """
 
     def __init__(self, encode: Callable[[str], tuple[list[int], list[tuple[int, int]]]],
-                 decode: Callable[[Sequence[int]], str], special_ids: Sequence[int] = (), min_chars: int = 2) -> None:
+                 decode: Callable[[Sequence[int]], str], special_ids: Sequence[int] = (), min_chars: int = 2,
+                 copies_key: Callable[[str], bool] | None = None) -> None:
         self.encode = encode
+        self.copies_key = copies_key
         self.decode = decode
         self.special = set(special_ids)
         self.min_chars = min_chars
         self.prompt = ""
         self._memo: dict[tuple[int, ...], tuple[list[int], int]] = {}
+        self._values: dict[tuple[int, ...], str | None] = {}
 
     def start(self, prompt_ids: Sequence[int]) -> None:
         """Take the prompt's text; segments between special tokens are joined by newlines, which copies stop at."""
@@ -54,7 +62,7 @@ class SpellingCopy:
                 current.append(token)
         segments.append(current)
         self.prompt = "\n" + "\n".join(self.decode(s) for s in segments if s)
-        self._memo = {}
+        self._memo, self._values = {}, {}
 
     def continuation(self, tail: Sequence[int]) -> tuple[list[int], int]:
         """Tokens that continue `tail` (the answer's last tokens) as a copy of the prompt ([] when none),
@@ -63,6 +71,43 @@ class SpellingCopy:
         if key not in self._memo:
             self._memo[key] = self._continue(key)
         return self._memo[key]
+
+    def copied_value(self, tail: Sequence[int]) -> str | None:
+        """The text so far of the JSON string value the answer's `tail` is inside ("" at its opening quote), when
+        that value is a copy of the prompt: its key copies (`copies_key`) and the prompt has the text at a word start."""
+        key = tuple(tail)
+        if key not in self._values:
+            self._values[key] = self._copied_value(self.decode(key))
+        return self._values[key]
+
+    def _copied_value(self, text: str) -> str | None:
+        opened = VALUE_OPENING.search(text)
+        if opened is None or (self.copies_key is not None and not self.copies_key(opened.group(1))):
+            return None
+        value = opened.group(2)
+        if "\ufffd" in value or (value and self._find_at_word_start(value) < 0):
+            return None
+        if not value and self.copies_key is None:
+            return None  # without the corpus's word on this key, an opening may be a label's (an intent)
+        return value
+
+    def keeps_copy(self, tail: Sequence[int], token: int) -> bool:
+        """Whether `token` after `tail` keeps a value copied from the prompt a copy (or closes it).
+
+        In slot filling a value is a span of the input. Once the answer has opened such a value, a guess
+        whose text the prompt does not have there is almost always wrong: another corpus row's value
+        (`"classical` -> ` feast` where the prompt says `classical relaxations`; `"music_item": "` -> `track`
+        in a request for an album). True wherever the rule does not apply: outside such a value, or for a
+        token that is not whole text.
+        """
+        value = self.copied_value(tail)
+        if value is None:
+            return True
+        piece = self.decode([token])
+        body = piece.split('"', 1)[0]  # the text up to a closing quote
+        if value == "":
+            body = body.lstrip()  # a value's first word: the prompt has it after a space
+        return not body or "\ufffd" in piece or self._find_at_word_start(value + body) >= 0
 
     def _continue(self, tail: tuple[int, ...]) -> tuple[list[int], int]:
         text = self.decode(tail)[-MAX_SUFFIX_CHARS:]
@@ -99,7 +144,7 @@ class SpellingCopy:
             end = at + len(suffix) - 1
 
 
-def spelling_copy_for(tokenizer: object) -> SpellingCopy:
+def spelling_copy_for(tokenizer: object, copies_key: Callable[[str], bool] | None = None) -> SpellingCopy:
     """A `SpellingCopy` over a transformers fast tokenizer (the answer tokenizer)."""
     encode, decode = text_codec(tokenizer)
-    return SpellingCopy(encode, decode, getattr(tokenizer, "all_special_ids", ()))
+    return SpellingCopy(encode, decode, getattr(tokenizer, "all_special_ids", ()), copies_key=copies_key)
