@@ -442,7 +442,7 @@ class TascDrafter:
             if pred is not None:
                 guesses.append((cfg.corpus_weight * self.acceptance.estimate(KEY, pred), KEY, pred))
         if self.spelling is not None and cfg.copy_values and tail:
-            guesses = [g for g in guesses if self.spelling.keeps_copy(tail, g[2].token)]
+            guesses = [g for g in guesses if self.spelling.keeps_copy(tail, g[2].token, self._answer_text)]
         guesses.sort(key=lambda g: g[0], reverse=True)
         return guesses
 

@@ -14,6 +14,7 @@ characters as the answer's tokenizer would cut them (`ging`, ` now`), without kn
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Callable, Sequence
 
 from tasc.core.tokenizers import text_codec
@@ -21,6 +22,8 @@ from tasc.core.tokenizers import text_codec
 WORD_STARTERS = " \t\n\"'([{:,;=/"  # a word starts after one of these (or at the start of the text)
 # The JSON string value the text ends inside: its key and its text so far (no quote or escape in either).
 VALUE_OPENING = re.compile(r'"([^"\\]{1,64})"\s*:\s*"([^"\\]*)$')
+VALUE_TEXT = re.compile(r'"\s*:\s*"([^"\\]*)"')  # the text of every closed JSON string value
+WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits, as `tasc.spec.value_copy` splits words
 MAX_SUFFIX_CHARS = 32  # longest answer suffix looked up in the prompt
 WINDOW_CHARS = 40  # prompt characters after the match that are tokenised as the continuation
 
@@ -91,14 +94,15 @@ class SpellingCopy:
             return None  # without the corpus's word on this key, an opening may be a label's (an intent)
         return value
 
-    def keeps_copy(self, tail: Sequence[int], token: int) -> bool:
+    def keeps_copy(self, tail: Sequence[int], token: int, answer_text: str = "") -> bool:
         """Whether `token` after `tail` keeps a value copied from the prompt a copy (or closes it).
 
         In slot filling a value is a span of the input. Once the answer has opened such a value, a guess
         whose text the prompt does not have there is almost always wrong: another corpus row's value
         (`"classical` -> ` feast` where the prompt says `classical relaxations`; `"music_item": "` -> `track`
-        in a request for an album). True wherever the rule does not apply: outside such a value, or for a
-        token that is not whole text.
+        in a request for an album), or, at an opening, a prompt word that `answer_text` (the answer so far)
+        has already copied into a value as often as the prompt has it (input spans do not overlap). True
+        wherever the rule does not apply: outside such a value, or for a token that is not whole text.
         """
         value = self.copied_value(tail)
         if value is None:
@@ -107,7 +111,16 @@ class SpellingCopy:
         body = piece.split('"', 1)[0]  # the text up to a closing quote
         if value == "":
             body = body.lstrip()  # a value's first word: the prompt has it after a space
+            if body and answer_text and "\ufffd" not in piece and not self._unused_word_starts(body, answer_text):
+                return False
         return not body or "\ufffd" in piece or self._find_at_word_start(value + body) >= 0
+
+    def _unused_word_starts(self, start: str, answer_text: str) -> bool:
+        """Whether some prompt word starting with `start` occurs more often in the prompt than in the answer's values."""
+        word = start.split()[0].lower()
+        in_prompt = Counter(w for w in WORD.findall(self.prompt.lower()) if w.startswith(word))
+        in_values = Counter(w for v in VALUE_TEXT.findall(answer_text.lower()) for w in WORD.findall(v) if w.startswith(word))
+        return any(n > in_values[w] for w, n in in_prompt.items())
 
     def _continue(self, tail: tuple[int, ...]) -> tuple[list[int], int]:
         text = self.decode(tail)[-MAX_SUFFIX_CHARS:]

@@ -77,3 +77,11 @@ def test_the_drafter_follows_the_prompt_where_the_corpus_would_write_another_val
 
     assert first_draft_token(copy_values=False) == " feast"
     assert first_draft_token(copy_values=True) == " relaxations"
+
+
+def test_an_opening_skips_a_prompt_word_the_answer_already_copied():
+    answer = '{"playlist_owner": "my", "playlist": "'
+    c = copier()
+    assert not c.keeps_copy(ids(answer), VOCAB.index("my"), answer_text=answer)  # "my" is the owner already
+    assert c.keeps_copy(ids(answer), VOCAB.index("classical"), answer_text=answer)
+    assert c.keeps_copy(ids(answer), VOCAB.index("my"))  # without the answer's text, not judged
